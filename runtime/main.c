@@ -1,0 +1,52 @@
+/*
+ * main.c -- kiln's entry point: dispatch to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kiln_config.h"
+#include <kiln/kiln.h>
+
+static const char usage[] =
+    "usage: kiln [--help] [--version] COMMAND [ARGS]\n"
+    "\n"
+    "Run Celery tasks in sandboxed, pre-forked children.\n"
+    "\n"
+    "commands:\n"
+    "  run PLUGIN.so TASK     run one task (or --batch FILE) in a sandboxed child, no broker\n"
+    "  plugins DIR            list the plugins in DIR, their tasks and policies\n"
+    "  sandbox-check          show which protections this machine gives children\n"
+    "\n"
+    "Run 'kiln COMMAND --help' for a command's options.\n"
+    "\n"
+    "exit status: 0 success, 1 task failed, 2 usage error, 3 plugin refused,\n"
+    "4 kiln could not set up its sandbox.\n";
+
+int
+main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return KILN__EXIT_USAGE;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return KILN__EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("kiln %s (plugin ABI %d.%d)\n", KILN_VERSION, KILN_ABI_MAJOR, KILN_ABI_MINOR);
+        return KILN__EXIT_OK;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return kiln__cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "plugins") == 0)
+        return kiln__cmd_plugins(argc - 1, argv + 1);
+    if (strcmp(cmd, "sandbox-check") == 0)
+        return kiln__cmd_sandbox_check(argc - 1, argv + 1);
+    kiln__cli_error("unknown command \"%s\"; run 'kiln --help' for the list", cmd);
+    return KILN__EXIT_USAGE;
+}
