@@ -1,13 +1,13 @@
 /*
  * cli_common.c -- what every subcommand prints the same way.
  */
-#include <stdarg.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "cli.h"
 #include "log.h"
 #include "pool.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 void
 kiln__cli_error(const char *fmt, ...)

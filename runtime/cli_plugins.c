@@ -4,6 +4,10 @@
  * Each .so is loaded by its own sandboxed probe child, one after another;
  * the supervisor reads only what the child reports.
  */
+#include "cli.h"
+#include "log.h"
+#include "pool.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -11,10 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli.h"
-#include "log.h"
-#include "pool.h"
 
 static const char plugins_usage[] =
     "usage: kiln plugins [--json] DIR\n"
@@ -159,7 +159,7 @@ kiln__cmd_plugins(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'j') {
             st.json = 1;
         } else if (c == 'h') {

@@ -5,7 +5,14 @@
  * loads it), its default policy merged with the command line's overrides,
  * then a pool of children runs the task, or every task of a batch.
  */
+#include "cli.h"
+#include "log.h"
+#include "parse.h"
+#include "pool.h"
+#include "roots.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -14,12 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "cli.h"
-#include "log.h"
-#include "parse.h"
-#include "pool.h"
-#include "roots.h"
 
 #define MAX_BATCH_BYTES (64u << 20)
 #define MAX_FILES       16
@@ -35,6 +36,7 @@ static const char run_usage[] =
     "  --args JSON              positional arguments, a JSON array (default [])\n"
     "  --kwargs JSON            keyword arguments, a JSON object (default {})\n"
     "  --file NAME=PATH         hand PATH to the task, opened read-only, as file NAME\n"
+    "                           (with --batch, every task gets the same files)\n"
     "  --out NAME=PATH          hand PATH to the task, created or truncated, as file NAME\n"
     "  --root DIR               allow files beneath DIR (repeatable; default: the current\n"
     "                           directory)\n"
@@ -141,9 +143,9 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
             line = json_pack("{s:s,s:s,s:O}", "task", job->task, "status", "SUCCESS", "result",
                              o->result);
         else if (o->state == KILN__DONE_RETRY)
-            line = json_pack("{s:s,s:s,s:s,s:s,s:f}", "task", job->task, "status", "RETRY",
-                             "exc_type", o->exc_type, "exc_message", o->exc_message, "countdown",
-                             o->countdown);
+            line =
+                json_pack("{s:s,s:s,s:s,s:s,s:f}", "task", job->task, "status", "RETRY", "exc_type",
+                          o->exc_type, "exc_message", o->exc_message, "countdown", o->countdown);
         else
             line = json_pack("{s:s,s:s,s:s,s:s}", "task", job->task, "status", "FAILURE",
                              "exc_type", o->exc_type, "exc_message", o->exc_message);
@@ -258,7 +260,8 @@ static void
 on_signal(uv_signal_t *h, int signum)
 {
     run_state_t *st = h->data;
-    kiln__cli_error("interrupted by %s; stopping children", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    kiln__cli_error("interrupted by %s; stopping children",
+                    signum == SIGINT ? "SIGINT" : "SIGTERM");
     run_shutdown(st, KILN__EXIT_FAILED, 0);
 }
 
@@ -273,8 +276,7 @@ parse_json_arg(const char *opt, const char *text, int want_array, json_t **out)
         return -1;
     }
     if (want_array ? !json_is_array(v) : !json_is_object(v)) {
-        kiln__cli_error("%s must be a JSON %s, got %s", opt, want_array ? "array" : "object",
-                        text);
+        kiln__cli_error("%s must be a JSON %s, got %s", opt, want_array ? "array" : "object", text);
         json_decref(v);
         return -1;
     }
@@ -338,16 +340,17 @@ load_batch(run_state_t *st)
         if (strspn(line, " \t\r\n") == (size_t)n)
             continue;
         o = json_loadb(line, (size_t)n, 0, &jerr);
-        if (!o || json_unpack_ex(o, &jerr, 0, "{s:s,s?o,s?o}", "task", &task, "args", &args,
-                                 "kwargs", &kwargs) < 0 ||
+        if (!o ||
+            json_unpack_ex(o, &jerr, 0, "{s:s,s?o,s?o}", "task", &task, "args", &args, "kwargs",
+                           &kwargs) < 0 ||
             (args && !json_is_array(args)) || (kwargs && !json_is_object(kwargs)) ||
             strlen(task) >= sizeof(st->tasks[0].job.task)) {
             kiln__cli_error("--batch %s line %zu: %s", st->batch, lineno,
-                            !o ? jerr.text
-                               : (args && !json_is_array(args))       ? "\"args\" is not an array"
-                               : (kwargs && !json_is_object(kwargs)) ? "\"kwargs\" is not an object"
-                               : task && strlen(task) >= 256          ? "task name too long"
-                                                                      : jerr.text);
+                            !o                                    ? jerr.text
+                            : (args && !json_is_array(args))      ? "\"args\" is not an array"
+                            : (kwargs && !json_is_object(kwargs)) ? "\"kwargs\" is not an object"
+                            : task && strlen(task) >= 256         ? "task name too long"
+                                                                  : jerr.text);
             json_decref(o);
             goto fail;
         }
@@ -434,7 +437,7 @@ kiln__cmd_run(int argc, char **argv)
     st.cfg.concurrency = 1;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (c) {
         case OPT_ARGS:
             if (parse_json_arg("--args", optarg, 1, &st.args) < 0)
@@ -535,8 +538,7 @@ kiln__cmd_run(int argc, char **argv)
                 kiln__cli_error("run: option %s needs a value or is unknown; see 'kiln run --help'",
                                 argv[optind - 1]);
             else
-                kiln__cli_error("run: unknown option %s; see 'kiln run --help'",
-                                argv[optind - 1]);
+                kiln__cli_error("run: unknown option %s; see 'kiln run --help'", argv[optind - 1]);
             return KILN__EXIT_USAGE;
         }
     }
@@ -573,20 +575,26 @@ kiln__cmd_run(int argc, char **argv)
         kiln__cli_error("%s", err);
         return KILN__EXIT_USAGE;
     }
-    for (i = 0; i < nspecs; i++) {
-        if (st.batch) {
-            kiln__cli_error("--file and --out are not supported with --batch");
-            return KILN__EXIT_USAGE;
-        }
+    for (i = 0; i < nspecs; i++)
         if (add_file(&st, &roots, file_specs[i], file_modes[i]) < 0)
             return KILN__EXIT_USAGE;
-    }
     kiln__roots_free(&roots);
-    if (!st.batch) {
-        st.tasks[0].job.files = json_incref(st.file_names);
-        memcpy(st.tasks[0].job.fds, st.fds, sizeof(int) * (size_t)st.nfds);
-        st.tasks[0].job.nfds = st.nfds;
+    /* Every task gets its own duplicates of the files (a batch shares them). */
+    for (i = 0; i < (int)st.ntasks && st.nfds > 0; i++) {
+        int f;
+        st.tasks[i].job.files = json_incref(st.file_names);
+        for (f = 0; f < st.nfds; f++) {
+            int d = fcntl(st.fds[f], F_DUPFD_CLOEXEC, 3);
+            if (d < 0) {
+                kiln__cli_error("cannot duplicate a file descriptor: %s", strerror(errno));
+                return KILN__EXIT_SYSTEM;
+            }
+            st.tasks[i].job.fds[f] = d;
+        }
+        st.tasks[i].job.nfds = st.nfds;
     }
+    for (i = 0; i < st.nfds; i++)
+        close(st.fds[i]);
     for (i = 0; i < (int)st.ntasks; i++) {
         st.tasks[i].st = &st;
         st.tasks[i].job.data = &st.tasks[i];

@@ -1,12 +1,12 @@
 /*
  * cli_sandbox.c -- `kiln sandbox-check`: what protections children get here.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "cli.h"
 #include "log.h"
 #include "pool.h"
+
+#include <stdio.h>
+#include <string.h>
 
 static const char check_usage[] =
     "usage: kiln sandbox-check\n"

@@ -25,6 +25,9 @@ kiln__log_level(void)
     return log_min;
 }
 
+static void vlog(int level, const char *suffix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 vlog(int level, const char *suffix, const char *fmt, va_list ap)
 {

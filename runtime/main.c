@@ -1,12 +1,12 @@
 /*
  * main.c -- kiln's entry point: dispatch to a subcommand.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "cli.h"
 #include "kiln_config.h"
+
 #include <kiln/kiln.h>
+#include <stdio.h>
+#include <string.h>
 
 static const char usage[] =
     "usage: kiln [--help] [--version] COMMAND [ARGS]\n"

@@ -110,8 +110,7 @@ kiln__parse_duration(const char *s, double *out, char *err, size_t errlen)
 }
 
 int
-kiln__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err,
-                 size_t errlen)
+kiln__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err, size_t errlen)
 {
     char *end;
     unsigned long long v;

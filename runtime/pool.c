@@ -10,6 +10,10 @@
  */
 #include "pool.h"
 
+#include "child.h"
+#include "frame.h"
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,10 +23,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "child.h"
-#include "frame.h"
-#include "log.h"
 
 #define LOAD_TIMEOUT_MS   30000
 #define MAX_INIT_FAILURES 3
@@ -78,7 +78,7 @@ struct kiln__pool {
     char broken[1200]; /* set when children cannot start: jobs fail with it */
     char broken_type[64];
     int closing;
-    int finished;        /* every child gone; freed on the next loop turn */
+    int finished; /* every child gone; freed on the next loop turn */
     uv_timer_t grace_timer;
     void (*close_cb)(void *);
     void *close_arg;
@@ -300,8 +300,8 @@ slot_kill(kiln__slot_t *sl, int reason)
         kiln__log_warn("slot %u: cannot ask the zygote to kill its child", sl->id);
 }
 
-static void
-slot_protocol_error(kiln__slot_t *sl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void slot_protocol_error(kiln__slot_t *sl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 slot_protocol_error(kiln__slot_t *sl, const char *fmt, ...)
@@ -402,8 +402,7 @@ handle_frame(kiln__slot_t *sl, const kiln__frame_hdr_t *h, const char *payload)
         o = json_loadb(payload, h->len, 0, &jerr);
         if (!json_is_object(o)) {
             slot_protocol_error(sl, "%s frame is not a JSON object: %s",
-                                kiln__frame_type_name(h->type),
-                                o ? "wrong type" : jerr.text);
+                                kiln__frame_type_name(h->type), o ? "wrong type" : jerr.text);
             json_decref(o);
             return;
         }
@@ -601,8 +600,9 @@ explain_death(kiln__slot_t *sl, int status, char *type, size_t tlen, char *msg, 
             snprintf(msg, mlen, "the child used up its CPU time cap (SIGXCPU)");
         } else if (sig == SIGSYS) {
             snprintf(type, tlen, "SandboxViolation");
-            snprintf(msg, mlen, "the child was killed by SIGSYS: a syscall forbidden under "
-                                "profile %s",
+            snprintf(msg, mlen,
+                     "the child was killed by SIGSYS: a syscall forbidden under "
+                     "profile %s",
                      kiln__profile_name(cfg->profile));
         } else {
             snprintf(type, tlen, "WorkerLostError");
@@ -634,8 +634,8 @@ slot_exited(kiln__slot_t *sl, int status)
 
     if (sl->job) {
         kiln__job_t *job = sl->job;
-        kiln__log(KILN__LOG_INFO, "child %d (slot %u) died with task %s[%s]: %s: %s",
-                  (int)sl->pid, sl->id, job->task, job->id, type, msg);
+        kiln__log(KILN__LOG_INFO, "child %d (slot %u) died with task %s[%s]: %s: %s", (int)sl->pid,
+                  sl->id, job->task, job->id, type, msg);
         job_fail(sl, job, type, msg, 1);
     } else if (was == SLOT_STARTING) {
         if (p->probe) {
@@ -695,8 +695,7 @@ zygote_cb(uv_poll_t *h, int status, int events)
             break;
         case KILN__ZREP_SPAWNFAIL:
             snprintf(sl->cause_type, sizeof(sl->cause_type), "WorkerLostError");
-            snprintf(sl->cause, sizeof(sl->cause), "cannot fork a child: %s",
-                     strerror(rep.err));
+            snprintf(sl->cause, sizeof(sl->cause), "cannot fork a child: %s", strerror(rep.err));
             slot_exited(sl, 0);
             break;
         case KILN__ZREP_EXITED:
@@ -758,20 +757,14 @@ slot_spawn(kiln__slot_t *sl)
         jail->gid = s->uid_base + sl->id;
     }
     snprintf(jail->plugin_path, sizeof(jail->plugin_path), "%s", p->cfg.plugin_path);
-    if (s->cgroup.memory_dir[0]) {
-        if (snprintf(jail->cgroup_memory_procs, sizeof(jail->cgroup_memory_procs),
-                     "%s/slot%u/cgroup.procs", s->cgroup.memory_dir,
-                     sl->id) >= (int)sizeof(jail->cgroup_memory_procs))
-            jail->cgroup_memory_procs[0] = '\0';
-        if (kiln__cgroup_slot_limit(&s->cgroup, sl->id, p->cfg.memory_bytes,
-                                    jail->nproc + 8, err, sizeof(err)) < 0)
+    if (s->cgroup.memory_dir[0] || s->cgroup.pids_dir[0]) {
+        if (kiln__cgroup_slot_procs(&s->cgroup, sl->id, jail->cgroup_memory_procs,
+                                    jail->cgroup_pids_procs) < 0)
+            kiln__log_warnx("slot %u: cgroup paths too long; using rlimits only", sl->id);
+        else if (kiln__cgroup_slot_limit(&s->cgroup, sl->id, p->cfg.memory_bytes, jail->nproc + 8,
+                                         err, sizeof(err)) < 0)
             kiln__log_warnx("slot %u: %s", sl->id, err);
     }
-    if (s->cgroup.pids_dir[0] &&
-        snprintf(jail->cgroup_pids_procs, sizeof(jail->cgroup_pids_procs),
-                 "%s/slot%u/cgroup.procs", s->cgroup.pids_dir,
-                 sl->id) >= (int)sizeof(jail->cgroup_pids_procs))
-        jail->cgroup_pids_procs[0] = '\0';
     sl->oom_before = kiln__cgroup_slot_oom_kills(&s->cgroup, sl->id);
 
     c->fd = sv[0];
@@ -784,8 +777,8 @@ slot_spawn(kiln__slot_t *sl)
     sl->state = SLOT_STARTING;
     sl->pid = 0;
     uv_timer_start(&sl->timer, slot_timer_cb, LOAD_TIMEOUT_MS, 0);
-    if (kiln__zygote_spawn(&s->zygote, sl->id, sl->gen, jail, p->probe,
-                           p->cfg.max_tasks_per_child, sv[1]) < 0) {
+    if (kiln__zygote_spawn(&s->zygote, sl->id, sl->gen, jail, p->probe, p->cfg.max_tasks_per_child,
+                           sv[1]) < 0) {
         kiln__log_warn("slot %u: cannot ask the zygote for a child", sl->id);
         snprintf(sl->cause_type, sizeof(sl->cause_type), "WorkerLostError");
         snprintf(sl->cause, sizeof(sl->cause), "the zygote refused the spawn request");
@@ -809,10 +802,10 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job)
     size_t len;
     int i;
 
-    msg = json_pack("{s:s,s:s,s:O,s:O,s:o,s:f,s:f}", "task", job->task, "id", job->id, "args",
-                    job->args, "kwargs", job->kwargs, "files",
-                    job->files ? json_incref(job->files) : json_array(), "soft", soft, "hard",
-                    hard);
+    msg =
+        json_pack("{s:s,s:s,s:O,s:O,s:o,s:f,s:f}", "task", job->task, "id", job->id, "args",
+                  job->args, "kwargs", job->kwargs, "files",
+                  job->files ? json_incref(job->files) : json_array(), "soft", soft, "hard", hard);
     s = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!s)
@@ -960,8 +953,8 @@ pool_free(kiln__pool_t *p)
 }
 
 static int
-pool_create(kiln__super_t *s, const kiln__pool_cfg_t *cfg, int probe, kiln__pool_t **out,
-            char *err, size_t errlen)
+pool_create(kiln__super_t *s, const kiln__pool_cfg_t *cfg, int probe, kiln__pool_t **out, char *err,
+            size_t errlen)
 {
     kiln__pool_t *p = calloc(1, sizeof(*p));
     uint32_t i;

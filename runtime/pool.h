@@ -12,12 +12,12 @@
 #ifndef KILN_POOL_H
 #define KILN_POOL_H
 
+#include "sandbox.h"
+#include "zygote.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
-
-#include "sandbox.h"
-#include "zygote.h"
 
 typedef struct kiln__super kiln__super_t;
 typedef struct kiln__pool kiln__pool_t;

@@ -3,6 +3,8 @@
  */
 #include "roots.h"
 
+#include "kiln_config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,8 +15,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include "kiln_config.h"
 
 void
 kiln__roots_init(kiln__roots_t *r)
@@ -98,8 +98,8 @@ kiln__roots_open(const kiln__roots_t *r, const char *path, int mode, char *err, 
         snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
     }
     memset(&how, 0, sizeof(how));
-    how.flags = O_CLOEXEC | O_NOCTTY | (mode == KILN__FILE_WRITE ? O_WRONLY | O_CREAT | O_TRUNC
-                                                                  : O_RDONLY);
+    how.flags =
+        O_CLOEXEC | O_NOCTTY | (mode == KILN__FILE_WRITE ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY);
     how.mode = mode == KILN__FILE_WRITE ? 0644 : 0;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
     for (i = 0; i < r->n; i++) {
@@ -119,8 +119,9 @@ kiln__roots_open(const kiln__roots_t *r, const char *path, int mode, char *err, 
         if (fd < 0) {
             int e = errno;
             if (e == EXDEV)
-                snprintf(err, errlen, "file \"%s\" escapes the allowed root %s (through \"..\" or "
-                                      "a symlink)",
+                snprintf(err, errlen,
+                         "file \"%s\" escapes the allowed root %s (through \"..\" or "
+                         "a symlink)",
                          path, r->path[i]);
             else
                 snprintf(err, errlen, "file \"%s\": %s", path, strerror(e));

@@ -29,7 +29,6 @@ enum { KILN__FILE_READ = 0, KILN__FILE_WRITE = 1 };
 /* Open `path` for a task: read-only, or (WRITE) created/truncated 0644.
  * Returns the descriptor or -errno with a message naming the path and the
  * roots.  May block on slow disks: call from a thread, not the loop. */
-int kiln__roots_open(const kiln__roots_t *r, const char *path, int mode, char *err,
-                     size_t errlen);
+int kiln__roots_open(const kiln__roots_t *r, const char *path, int mode, char *err, size_t errlen);
 
 #endif

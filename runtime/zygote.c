@@ -3,6 +3,8 @@
  */
 #include "zygote.h"
 
+#include "child.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -17,8 +19,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "child.h"
 
 #define ZYGOTE_MAX_CHILDREN 4096
 
@@ -120,12 +120,19 @@ zreap(int fd)
 }
 
 static void __attribute__((noreturn))
-zygote_main(int fd, const kiln__caps_t *caps, const kiln__filters_t *filters)
+zygote_main(int fd, const kiln__caps_t *caps, const kiln__filters_t *filters, int userns, uid_t uid,
+            gid_t gid)
 {
     sigset_t mask, oldmask;
     struct pollfd pfd[2];
+    char err[256];
     int sfd, i;
 
+    /* In a fresh user namespace, map our own ids so that children can make
+     * the nested namespaces their jail asks for.  If this fails they will say
+     * so in their INITFAIL. */
+    if (userns)
+        (void)kiln__ns_map_self(uid, gid, err, sizeof(err));
     prctl(PR_SET_NAME, "kiln-zygote");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     sigemptyset(&mask);
@@ -220,6 +227,8 @@ kiln__zygote_start(kiln__zygote_t *z, const kiln__caps_t *caps, const kiln__filt
                    char *err, size_t errlen)
 {
     int sv[2], bufsz = 4 << 20;
+    uid_t uid = getuid();
+    gid_t gid = getgid();
     long flags = 0;
     pid_t pid;
 
@@ -256,7 +265,7 @@ kiln__zygote_start(kiln__zygote_t *z, const kiln__caps_t *caps, const kiln__filt
     }
     if (pid == 0) {
         close(sv[0]);
-        zygote_main(sv[1], caps, filters);
+        zygote_main(sv[1], caps, filters, z->pidns && (flags & CLONE_NEWUSER), uid, gid);
     }
     close(sv[1]);
     z->fd = sv[0];

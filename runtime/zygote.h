@@ -15,10 +15,10 @@
 #ifndef KILN_ZYGOTE_H
 #define KILN_ZYGOTE_H
 
+#include "sandbox.h"
+
 #include <stdint.h>
 #include <sys/types.h>
-
-#include "sandbox.h"
 
 enum {
     KILN__ZREQ_SPAWN = 1, /* fork a child for (slot, gen) with `jail` */
@@ -48,9 +48,9 @@ typedef struct kiln__zrep {
 } kiln__zrep_t;
 
 typedef struct kiln__zygote {
-    int fd;        /* supervisor's end, non-blocking */
-    pid_t pid;     /* zygote's pid in the supervisor's namespace */
-    int pidns;     /* 1 if the zygote is the init of a new pid namespace */
+    int fd;    /* supervisor's end, non-blocking */
+    pid_t pid; /* zygote's pid in the supervisor's namespace */
+    int pidns; /* 1 if the zygote is the init of a new pid namespace */
     char pidns_why[160];
 } kiln__zygote_t;
 

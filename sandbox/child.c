@@ -7,6 +7,9 @@
  */
 #include "child.h"
 
+#include "ctx.h"
+#include "frame.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <stddef.h>
@@ -14,9 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "ctx.h"
-#include "frame.h"
 
 #define MAX_TASKS_IN_PLUGIN 4096
 
@@ -27,15 +27,14 @@ send_initfail(const char *type, const char *message)
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s) {
         size_t len = strlen(s);
-        (void)kiln__frame_send(KILN__CHILD_FD, KILN__FRAME_INITFAIL, 0, s, len > 65536 ? 65536 : len,
-                               NULL, 0);
+        (void)kiln__frame_send(KILN__CHILD_FD, KILN__FRAME_INITFAIL, 0, s,
+                               len > 65536 ? 65536 : len, NULL, 0);
     }
     free(s);
     json_decref(o);
 }
 
-static void __attribute__((noreturn))
-die_initfail(const char *type, const char *message)
+static void __attribute__((noreturn)) die_initfail(const char *type, const char *message)
 {
     send_initfail(type, message);
     _exit(KILN__EXIT_INITFAIL);
@@ -48,8 +47,9 @@ kiln__plugin_check(const kiln_plugin_t *p, char *err, size_t errlen)
 
     /* Only the first three fields are read before the ABI is known. */
     if (p->abi_major != KILN_ABI_MAJOR || p->abi_minor > KILN_ABI_MINOR) {
-        snprintf(err, errlen, "built for ABI %u.%u, runtime provides %d.%d (same major and a "
-                              "minor no newer than the runtime's are required)",
+        snprintf(err, errlen,
+                 "built for ABI %u.%u, runtime provides %d.%d (same major and a "
+                 "minor no newer than the runtime's are required)",
                  p->abi_major, p->abi_minor, KILN_ABI_MAJOR, KILN_ABI_MINOR);
         return -EINVAL;
     }
@@ -100,8 +100,8 @@ describe(const kiln_plugin_t *p)
         json_object_set_new(policy, "concurrency", json_integer((json_int_t)pol->concurrency));
     }
     return json_pack("{s:s,s:s,s:[i,i],s:o,s:o,s:b,s:b}", "name", p->name, "version", p->version,
-                     "abi", (int)p->abi_major, (int)p->abi_minor, "tasks", tasks, "policy",
-                     policy, "init", p->init != NULL, "fini", p->fini != NULL);
+                     "abi", (int)p->abi_major, (int)p->abi_minor, "tasks", tasks, "policy", policy,
+                     "init", p->init != NULL, "fini", p->fini != NULL);
 }
 
 static void
@@ -170,9 +170,10 @@ run_task(const kiln_plugin_t *p, const kiln__frame_hdr_t *h, const char *payload
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.seq = h->task_id;
-    if (!msg || json_unpack_ex(msg, &jerr, 0, "{s:s,s?s,s:o,s:o,s?o,s?F,s?F}", "task", &task, "id",
-                               &ctx.id, "args", &ctx.args, "kwargs", &ctx.kwargs, "files",
-                               &ctx.files, "soft", &soft, "hard", &hard) < 0 ||
+    if (!msg ||
+        json_unpack_ex(msg, &jerr, 0, "{s:s,s?s,s:o,s:o,s?o,s?F,s?F}", "task", &task, "id", &ctx.id,
+                       "args", &ctx.args, "kwargs", &ctx.kwargs, "files", &ctx.files, "soft", &soft,
+                       "hard", &hard) < 0 ||
         !json_is_array(ctx.args) || !json_is_object(ctx.kwargs)) {
         json_decref(msg);
         close_fds(fds, nfds);
@@ -201,8 +202,8 @@ run_task(const kiln_plugin_t *p, const kiln__frame_hdr_t *h, const char *payload
 }
 
 void
-kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps,
-                 const kiln__filters_t *filters, const kiln__child_opts_t *opts)
+kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps, const kiln__filters_t *filters,
+                 const kiln__child_opts_t *opts)
 {
     char err[KILN__ERRLEN];
     const kiln_plugin_t *p;
@@ -252,8 +253,7 @@ kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps,
             char m[4400];
             snprintf(m, sizeof(m), "plugin %s init failed: %s", p->name,
                      ictx.outcome == KILN__OUTCOME_FAIL ? ictx.exc_message : "no reason given");
-            die_initfail(ictx.outcome == KILN__OUTCOME_FAIL ? ictx.exc_type : "PluginInitError",
-                         m);
+            die_initfail(ictx.outcome == KILN__OUTCOME_FAIL ? ictx.exc_type : "PluginInitError", m);
         }
     }
 

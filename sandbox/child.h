@@ -22,8 +22,8 @@
 #define KILN__EXIT_SECCOMP  159 /* a forbidden syscall was trapped; SECCOMP was sent */
 
 typedef struct kiln__child_opts {
-    int probe;           /* only load the plugin and describe it */
-    uint32_t max_tasks;  /* retire after this many tasks (0 = no limit) */
+    int probe;          /* only load the plugin and describe it */
+    uint32_t max_tasks; /* retire after this many tasks (0 = no limit) */
 } kiln__child_opts_t;
 
 void kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps,

@@ -7,14 +7,14 @@
  */
 #include "ctx.h"
 
+#include "frame.h"
+#include "sandbox.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "frame.h"
-#include "sandbox.h"
 
 double
 kiln__now(void)
@@ -98,8 +98,8 @@ api_progress(kiln_ctx_t *ctx, double fraction, const char *message)
 static void
 api_log(kiln_ctx_t *ctx, int level, const char *message)
 {
-    send_json(ctx, KILN__FRAME_LOG, json_pack("{s:i,s:s}", "level", level, "message",
-                                              message ? message : ""));
+    send_json(ctx, KILN__FRAME_LOG,
+              json_pack("{s:i,s:s}", "level", level, "message", message ? message : ""));
 }
 
 static int

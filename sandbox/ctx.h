@@ -15,17 +15,17 @@ enum {
 };
 
 struct kiln_ctx {
-    uint64_t seq;         /* supervisor's sequence number for this task */
-    const char *task;     /* borrowed from the TASK payload */
-    const char *id;       /* Celery task id, borrowed */
-    json_t *args;         /* array */
-    json_t *kwargs;       /* object */
-    json_t *files;        /* array of names, index i names fds[i] */
+    uint64_t seq;     /* supervisor's sequence number for this task */
+    const char *task; /* borrowed from the TASK payload */
+    const char *id;   /* Celery task id, borrowed */
+    json_t *args;     /* array */
+    json_t *kwargs;   /* object */
+    json_t *files;    /* array of names, index i names fds[i] */
     int *fds;
     int nfds;
     double soft_deadline; /* CLOCK_MONOTONIC seconds, 0 = none */
     double hard_deadline;
-    int outcome;          /* KILN__OUTCOME_* */
+    int outcome; /* KILN__OUTCOME_* */
     json_t *result;
     double countdown;
     char exc_type[128];

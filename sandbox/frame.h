@@ -17,9 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KILN__FRAME_HDR 16
-#define KILN__FRAME_MAX (16u * 1024u * 1024u + 65536u) /* JSON payloads up to ~16 MB */
-#define KILN__FRAME_MAXFDS 16                           /* descriptors per task */
+#define KILN__FRAME_HDR    16
+#define KILN__FRAME_MAX    (16u * 1024u * 1024u + 65536u) /* JSON payloads up to ~16 MB */
+#define KILN__FRAME_MAXFDS 16                             /* descriptors per task */
 
 enum kiln__frame_type {
     /* supervisor -> child */
@@ -61,8 +61,8 @@ const char *kiln__frame_type_name(uint32_t type);
  * or a negative errno. */
 int kiln__frame_send(int fd, uint32_t type, uint64_t task_id, const void *payload, size_t len,
                      const int *fds, int nfds);
-int kiln__frame_recv(int fd, kiln__frame_hdr_t *h, char **payload, int *fds, int *nfds,
-                     char *err, size_t errlen);
+int kiln__frame_recv(int fd, kiln__frame_hdr_t *h, char **payload, int *fds, int *nfds, char *err,
+                     size_t errlen);
 
 /* Incremental decoder for the supervisor's non-blocking reads: feed bytes,
  * pull complete frames.  Holds at most one frame (header + capped payload). */
@@ -72,7 +72,7 @@ typedef struct kiln__frame_reader {
     kiln__frame_hdr_t cur;
     char *payload; /* malloc'd once the header checks out */
     size_t payload_have;
-    int failed;    /* set once a bad header was seen: the stream is dead */
+    int failed; /* set once a bad header was seen: the stream is dead */
 } kiln__frame_reader_t;
 
 void kiln__frame_reader_init(kiln__frame_reader_t *r);

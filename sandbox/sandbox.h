@@ -39,8 +39,8 @@ const char *kiln__profile_name(int profile);
 
 /* A compiled classic-BPF seccomp program (struct sock_filter array). */
 typedef struct kiln__bpf {
-    void *insns;         /* struct sock_filter[], malloc'd */
-    unsigned short len;  /* instruction count */
+    void *insns;        /* struct sock_filter[], malloc'd */
+    unsigned short len; /* instruction count */
 } kiln__bpf_t;
 
 /* Both stages for every profile, compiled by the supervisor before it forks
@@ -81,10 +81,10 @@ enum kiln__cap {
  * (the user namespace from an unprivileged uid, as children do); otherwise
  * together with a new user namespace. */
 typedef struct kiln__caps {
-    int is_root;       /* euid 0: children switch to an unprivileged uid */
-    int userns;        /* new user namespace works */
-    int pidns;         /* new pid namespace works (zygote is its init) */
-    int netns;         /* new network namespace works */
+    int is_root; /* euid 0: children switch to an unprivileged uid */
+    int userns;  /* new user namespace works */
+    int pidns;   /* new pid namespace works (zygote is its init) */
+    int netns;   /* new network namespace works */
     int ipcns;
     int utsns;
     int landlock_abi;  /* 0 = unavailable, else the kernel's landlock ABI */
@@ -104,9 +104,9 @@ size_t kiln__caps_report(const kiln__caps_t *caps, char *buf, size_t len);
 
 /* Per-supervisor cgroup directories: <root>/kiln-<pid>/slot<N>. */
 typedef struct kiln__cgroup {
-    int memory;                   /* controllers in use, as in kiln__caps_t */
+    int memory; /* controllers in use, as in kiln__caps_t */
     int pids;
-    char memory_dir[PATH_MAX];    /* <memory root>/kiln-<pid>, "" if unused */
+    char memory_dir[PATH_MAX]; /* <memory root>/kiln-<pid>, "" if unused */
     char pids_dir[PATH_MAX];
     unsigned nslots;
 } kiln__cgroup_t;
@@ -137,21 +137,30 @@ uint64_t kiln__cgroup_slot_peak(const kiln__cgroup_t *cg, unsigned slot);
  * gone; retries EBUSY for a short while).  Safe on a zeroed or failed cg. */
 void kiln__cgroup_teardown(kiln__cgroup_t *cg);
 
-/* Everything a child needs to jail itself.  Plain data, fixed size. */
+/* For a process that has just entered a new user namespace without being
+ * root outside (the zygote, cloned with CLONE_NEWUSER|CLONE_NEWPID): map its
+ * own outer uid and gid to themselves ("deny" to setgroups first).  Without
+ * a mapping its children cannot make the nested user namespace that
+ * kiln__jail_enter() asks for (EPERM).  0 or -errno with a message. */
+int kiln__ns_map_self(uint32_t outer_uid, uint32_t outer_gid, char *err, size_t errlen);
+
+/* Everything a child needs to jail itself.  Plain data, fixed size.  A zero
+ * limit leaves that limit as inherited (RLIMIT_CORE is always 0). */
 typedef struct kiln__jail {
-    uint32_t slot;          /* child slot number, names the cgroup and the uid */
-    int32_t profile;        /* enum kiln__profile */
-    uint64_t memory_bytes;  /* memory cap: cgroup limit and RLIMIT_AS/DATA */
-    uint64_t fsize_bytes;   /* RLIMIT_FSIZE, bytes */
-    uint32_t cpu_seconds;   /* RLIMIT_CPU backstop, seconds */
-    uint32_t nofile;        /* RLIMIT_NOFILE */
-    uint32_t nproc;         /* RLIMIT_NPROC (per uid; each slot has its own uid) */
-    uint32_t uid;           /* uid/gid to run as when root; 0 = stay */
-    uint32_t gid;
-    int32_t keep_fd;        /* the IPC channel, kept open (moved to fd 3) */
+    uint32_t slot;                      /* child slot number, names the cgroup and the uid */
+    int32_t profile;                    /* enum kiln__profile */
+    uint64_t memory_bytes;              /* memory cap: cgroup limit and RLIMIT_AS/DATA (not
+                                           AS/DATA in KILN_SANITIZED builds) */
+    uint64_t fsize_bytes;               /* RLIMIT_FSIZE, bytes */
+    uint32_t cpu_seconds;               /* RLIMIT_CPU backstop, seconds (soft = hard) */
+    uint32_t nofile;                    /* RLIMIT_NOFILE */
+    uint32_t nproc;                     /* RLIMIT_NPROC (per uid; each slot has its own uid) */
+    uint32_t uid;                       /* uid/gid to run as when root; 0 = stay */
+    uint32_t gid;                       /* 0 with a non-zero uid: gid = uid (never group root) */
+    int32_t keep_fd;                    /* the IPC channel, kept open (moved to fd 3) */
     char cgroup_memory_procs[PATH_MAX]; /* slot's cgroup.procs to join, "" = none */
     char cgroup_pids_procs[PATH_MAX];
-    char plugin_path[PATH_MAX];         /* the .so to load (landlock allows reading it) */
+    char plugin_path[PATH_MAX]; /* the .so to load (landlock allows reading it) */
 } kiln__jail_t;
 
 /* Fixed fd number of the IPC channel inside a child. */

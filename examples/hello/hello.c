@@ -2,12 +2,14 @@
 #include <kiln/kiln.h>
 #include <time.h>
 
-static int echo(kiln_ctx_t *ctx)
+static int
+echo(kiln_ctx_t *ctx)
 {
     return kiln_set_result(ctx, json_deep_copy(kiln_args(ctx)));
 }
 
-static int sleep_for(kiln_ctx_t *ctx)
+static int
+sleep_for(kiln_ctx_t *ctx)
 {
     double want = json_number_value(json_array_get(kiln_args(ctx), 0)), slept = 0;
     struct timespec tick = {0, 10 * 1000 * 1000};
@@ -16,7 +18,8 @@ static int sleep_for(kiln_ctx_t *ctx)
     return kiln_set_result(ctx, json_real(slept < want ? slept : want));
 }
 
-static int fail(kiln_ctx_t *ctx)
+static int
+fail(kiln_ctx_t *ctx)
 {
     return kiln_fail(ctx, "ValueError", "%s", json_string_value(json_array_get(kiln_args(ctx), 0)));
 }

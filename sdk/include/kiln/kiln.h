@@ -41,8 +41,8 @@ extern "C" {
 #define KILN_VERSION_STRING "0.1.0"
 
 #if defined(__GNUC__)
-#define KILN_EXPORT __attribute__((visibility("default")))
-#define KILN_HIDDEN __attribute__((visibility("hidden")))
+#define KILN_EXPORT       __attribute__((visibility("default")))
+#define KILN_HIDDEN       __attribute__((visibility("hidden")))
 #define KILN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define KILN_EXPORT
@@ -77,11 +77,11 @@ typedef struct kiln_task {
  * configuration or, for the time limits, by the task message.  Zero means
  * "the runtime default". */
 typedef struct kiln_policy {
-    uint32_t size;                /* sizeof(kiln_policy_t) as built; set by KILN_POLICY() */
-    const char *profile;          /* sandbox profile: "compute" (default), "network", "threads" */
-    uint64_t memory_bytes;        /* memory cap per child, bytes (default 256 MiB) */
-    double soft_time_limit;       /* seconds after which kiln_soft_timeout() is true (default none) */
-    double time_limit;            /* hard limit, seconds: the child is killed (default 300) */
+    uint32_t size;          /* sizeof(kiln_policy_t) as built; set by KILN_POLICY() */
+    const char *profile;    /* sandbox profile: "compute" (default), "network", "threads" */
+    uint64_t memory_bytes;  /* memory cap per child, bytes (default 256 MiB) */
+    double soft_time_limit; /* seconds after which kiln_soft_timeout() is true (default none) */
+    double time_limit;      /* hard limit, seconds: the child is killed (default 300) */
     uint32_t max_tasks_per_child; /* recycle the child after this many tasks (default 1000) */
     uint32_t concurrency;         /* children to run for this plugin (default: CPU count) */
 } kiln_policy_t;
@@ -102,8 +102,8 @@ typedef struct kiln_plugin {
      * allows, e.g. a model next to the plugin).  Returns KILN_OK, or fails
      * with kiln_fail(): the child then exits and the failure is reported. */
     int (*init)(kiln_ctx_t *ctx);
-    void (*fini)(void);      /* called once when a child retires normally */
-    const kiln_api_t **api;  /* where the runtime stores its function table */
+    void (*fini)(void);     /* called once when a child retires normally */
+    const kiln_api_t **api; /* where the runtime stores its function table */
 } kiln_plugin_t;
 
 /* The runtime's function table.  Plugins never call these directly: use the
