@@ -1,4 +1,3 @@
-/* hello: the smallest complete kiln plugin (see sdk/GUIDE.md). */
 #include <kiln/kiln.h>
 #include <time.h>
 
