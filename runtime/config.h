@@ -33,6 +33,8 @@ typedef struct kiln__redis_url {
 
 /* redis://[[user]:password@]host[:port][/db]
  * rediss:// is refused (no TLS in this build) with a message saying so.
+ * User, password and socket path are %-decoded; db is 0..65535; a query
+ * string is refused except virtual_host/db on the socket forms.
  * redis+socket:///path/to.sock[?virtual_host=db]   (Celery's form)
  * unix:///path/to.sock[?db=N]                        (redis-py's form)
  * 0 or -EINVAL with a message naming the part that is wrong. */
@@ -103,6 +105,7 @@ typedef struct kiln__config {
     int nbreakers;
     kiln__alias_t aliases[KILN__MAX_ALIASES];
     int naliases;
+    char file[PATH_MAX];        /* the config file last loaded, "" = none (for messages) */
 } kiln__config_t;
 
 /* Defaults for every field. */
@@ -121,5 +124,20 @@ const char *kiln__config_alias(const kiln__config_t *c, const char *task);
 /* The Redis password: the URL's, else $KILN_REDIS_PASSWORD, else the first
  * line of password_file ($KILN_REDIS_PASSWORD_FILE overrides the config). */
 int kiln__config_password(const kiln__config_t *c, kiln__redis_url_t *u, char *err, size_t errlen);
+
+/* The embedded broker's unix socket: "<runtime_dir>/redis.sock".  Returns buf. */
+const char *kiln__config_embedded_socket(const kiln__config_t *c, char *buf, size_t len);
+/* Where the broker is, for `kiln worker` and the CLI tools: `arg` (the
+ * --broker option, NULL if not given), else $KILN_BROKER_URL, else the
+ * config's broker, else the embedded broker's socket (then *embedded = 1;
+ * embedded may be NULL).  A password in `arg` is refused with -EPERM (argv is
+ * visible to every user); KILN_BROKER_URL and the config file may hold one.
+ * The password is then completed by kiln__config_password.  0 or -errno. */
+int kiln__config_broker(const kiln__config_t *c, const char *arg, kiln__redis_url_t *u,
+                        int *embedded, char *err, size_t errlen);
+/* The result backend: `arg` (--result-backend; a password is refused as for
+ * --broker), else the config's result_backend, else a copy of `broker`. */
+int kiln__config_backend(const kiln__config_t *c, const char *arg, const kiln__redis_url_t *broker,
+                         kiln__redis_url_t *u, char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@ static const char usage[] =
     "Run Celery tasks in sandboxed, pre-forked children.\n"
     "\n"
     "commands:\n"
+    "  worker                 consume Celery tasks from Redis with sandboxed pools\n"
     "  run PLUGIN.so TASK     run one task (or --batch FILE) in a sandboxed child, no broker\n"
     "  plugins DIR            list the plugins in DIR, their tasks and policies\n"
     "  sandbox-check          show which protections this machine gives children\n"
@@ -45,6 +46,8 @@ main(int argc, char **argv)
         return kiln__cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
         return kiln__cmd_plugins(argc - 1, argv + 1);
+    if (strcmp(cmd, "worker") == 0)
+        return kiln__cmd_worker(argc - 1, argv + 1);
     if (strcmp(cmd, "sandbox-check") == 0)
         return kiln__cmd_sandbox_check(argc - 1, argv + 1);
     kiln__cli_error("unknown command \"%s\"; run 'kiln --help' for the list", cmd);

@@ -91,6 +91,7 @@ struct kiln__pool {
 };
 
 static void slot_spawn(kiln__slot_t *sl);
+static void slot_timer_cb(uv_timer_t *t);
 static void pool_dispatch(kiln__pool_t *p);
 static void pool_maybe_closed(kiln__pool_t *p);
 static void pool_finish_cb(uv_timer_t *t);
@@ -274,6 +275,7 @@ job_fail(kiln__slot_t *sl, kiln__job_t *job, const char *type, const char *msg, 
     o.exc_type = type;
     o.exc_message = msg;
     o.child_died = died;
+    o.shutdown = sl->kill_reason == KILL_CLOSE;
     job_finish(sl, job, &o);
 }
 
@@ -357,6 +359,11 @@ handle_outcome(kiln__slot_t *sl, uint32_t type, json_t *o)
     double cd = 0;
 
     memset(&out, 0, sizeof(out));
+    {
+        json_int_t kb = json_integer_value(json_object_get(o, "rss_kb"));
+        if (kb > 0 && kb < (json_int_t)1 << 40)
+            out.child_maxrss = (uint64_t)kb * 1024u;
+    }
     if (type == KILN__FRAME_RESULT) {
         json_t *r = json_object_get(o, "result");
         if (!r) {
@@ -384,10 +391,19 @@ handle_outcome(kiln__slot_t *sl, uint32_t type, json_t *o)
         out.countdown = cd;
     }
     sl->tasks_done++;
-    if (sl->pool->cfg.max_tasks_per_child && sl->tasks_done >= sl->pool->cfg.max_tasks_per_child)
+    if (sl->pool->cfg.max_tasks_per_child && sl->tasks_done >= sl->pool->cfg.max_tasks_per_child) {
         sl->state = SLOT_RETIRING; /* the child exits on its own */
-    else
+    } else if (sl->pool->cfg.max_rss_bytes && out.child_maxrss > sl->pool->cfg.max_rss_bytes) {
+        kiln__log(KILN__LOG_INFO,
+                  "child %d (slot %u) reached %llu MiB RSS, above max_rss; "
+                  "recycling it",
+                  (int)sl->pid, sl->id, (unsigned long long)(out.child_maxrss >> 20));
+        (void)kiln__frame_send(sl->conn->fd, KILN__FRAME_QUIT, 0, NULL, 0, NULL, 0);
+        sl->state = SLOT_RETIRING;
+        uv_timer_start(&sl->timer, slot_timer_cb, 5000, 0);
+    } else {
         sl->state = SLOT_IDLE;
+    }
     job_finish(sl, job, &out);
     pool_dispatch(sl->pool);
 }
@@ -857,6 +873,7 @@ pool_dispatch(kiln__pool_t *p)
             o.state = KILN__DONE_FAILURE;
             o.exc_type = p->broken_type;
             o.exc_message = p->broken;
+            o.shutdown = p->closing;
             if (job->on_done)
                 job->on_done(job, &o);
         }
@@ -886,6 +903,14 @@ pool_dispatch(kiln__pool_t *p)
             if (sl->state == SLOT_BUSY)
                 sl->state = SLOT_IDLE;
             slot_kill(sl, KILL_PROTOCOL);
+        }
+    }
+    if (!p->closing && !p->qhead && p->cfg.on_idle) {
+        for (i = 0; i < p->nslots; i++) {
+            if (p->slots[i]->state == SLOT_IDLE) {
+                p->cfg.on_idle(p->cfg.idle_arg);
+                break;
+            }
         }
     }
     pool_maybe_closed(p);

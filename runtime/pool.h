@@ -33,6 +33,8 @@ typedef struct kiln__outcome {
     const char *exc_message; /* the cause, in words */
     double countdown;        /* RETRY: seconds */
     int child_died;          /* the child died with the task (crash, cap, kill) */
+    int shutdown;            /* not the task's fault: the pool closed under it */
+    uint64_t child_maxrss;   /* the child's peak RSS in bytes, when it reported one */
     double runtime;          /* seconds from dispatch to outcome */
 } kiln__outcome_t;
 
@@ -70,6 +72,9 @@ typedef struct kiln__pool_cfg {
     uint32_t max_tasks_per_child; /* 0 = unlimited */
     uint32_t concurrency;
     uint32_t nofile;
+    uint64_t max_rss_bytes;     /* recycle a child after a task that took it past this; 0 = no */
+    void (*on_idle)(void *arg); /* a child became idle with nothing queued (may be NULL) */
+    void *idle_arg;
 } kiln__pool_cfg_t;
 
 /* Plugin description from a probe child's HELLO. */

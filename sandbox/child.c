@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MAX_TASKS_IN_PLUGIN 4096
@@ -133,6 +134,11 @@ send_outcome(kiln_ctx_t *ctx, int rc)
     } else {
         type = KILN__FRAME_RESULT;
         o = json_pack("{s:O}", "result", ctx->result ? ctx->result : json_null());
+    }
+    if (o) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            json_object_set_new(o, "rss_kb", json_integer((json_int_t)ru.ru_maxrss));
     }
     s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
