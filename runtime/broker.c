@@ -7,7 +7,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,111 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+
+/* hiredis's own libuv adapter restarts the poll handle on every command
+ * (two epoll_ctl calls each time); this one touches the kernel only when
+ * the set of events really changes. */
+typedef struct uvev {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events; /* what hiredis wants */
+    int armed;  /* what the poll handle has */
+} uvev_t;
+
+static void
+uvev_cb(uv_poll_t *h, int status, int events)
+{
+    uvev_t *e = h->data;
+    if (status < 0)
+        events = e->events; /* let hiredis see the error on its next call */
+    if (e->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(e->ac);
+    if (e->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(e->ac);
+}
+
+static void
+uvev_update(uvev_t *e)
+{
+    if (e->events == e->armed)
+        return;
+    e->armed = e->events;
+    if (e->events)
+        uv_poll_start(&e->poll, e->events, uvev_cb);
+    else
+        uv_poll_stop(&e->poll);
+}
+
+static void
+uvev_add_read(void *p)
+{
+    uvev_t *e = p;
+    e->events |= UV_READABLE;
+    uvev_update(e);
+}
+
+static void
+uvev_del_read(void *p)
+{
+    uvev_t *e = p;
+    e->events &= ~UV_READABLE;
+    uvev_update(e);
+}
+
+static void
+uvev_add_write(void *p)
+{
+    uvev_t *e = p;
+    e->events |= UV_WRITABLE;
+    uvev_update(e);
+}
+
+static void
+uvev_del_write(void *p)
+{
+    uvev_t *e = p;
+    e->events &= ~UV_WRITABLE;
+    uvev_update(e);
+}
+
+static void
+uvev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void
+uvev_cleanup(void *p)
+{
+    uvev_t *e = p;
+    e->ac = NULL;
+    uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+static int
+uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    uvev_t *e;
+
+    if (ac->ev.data)
+        return REDIS_ERR;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return REDIS_ERR;
+    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+        free(e);
+        return REDIS_ERR;
+    }
+    e->ac = ac;
+    e->poll.data = e;
+    ac->ev.addRead = uvev_add_read;
+    ac->ev.delRead = uvev_del_read;
+    ac->ev.addWrite = uvev_add_write;
+    ac->ev.delWrite = uvev_del_write;
+    ac->ev.cleanup = uvev_cleanup;
+    ac->ev.data = e;
+    return REDIS_OK;
+}
 
 struct kiln__pending {
     kiln__pending_t *next, *prev;
@@ -274,7 +378,7 @@ connect_addr(kiln__broker_t *b)
         return;
     }
     ac->data = b;
-    if (redisLibuvAttach(ac, b->loop) != REDIS_OK) {
+    if (uvev_attach(ac, b->loop) != REDIS_OK) {
         went_down(b, "cannot attach to the event loop");
         redisAsyncFree(ac);
         schedule_retry(b);

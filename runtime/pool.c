@@ -506,9 +506,10 @@ handle_frame(kiln__slot_t *sl, const kiln__frame_hdr_t *h, const char *payload)
 
 /* Read what the child sent.  Returns -1 at EOF or on a protocol error. */
 static int
-conn_read(conn_t *c)
+conn_read_ex(conn_t *c, int draining)
 {
     unsigned char buf[65536];
+    int short_read;
 
     for (;;) {
         ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -522,6 +523,7 @@ conn_read(conn_t *c)
         }
         if (n == 0)
             return -1;
+        short_read = (size_t)n < sizeof(buf);
         while (off < (size_t)n) {
             char err[256];
             int done = 0;
@@ -545,7 +547,16 @@ conn_read(conn_t *c)
                     return -1;
             }
         }
+        /* A short read drained the socket; the poll tells us of more. */
+        if (short_read && !draining)
+            return 0;
     }
+}
+
+static int
+conn_read(conn_t *c)
+{
+    return conn_read_ex(c, 0);
 }
 
 static void
@@ -643,7 +654,7 @@ slot_exited(kiln__slot_t *sl, int status)
 
     /* Frames sent just before death (a result, a SECCOMP report) count. */
     if (sl->conn && sl->kill_reason != KILL_PROTOCOL)
-        (void)conn_read(sl->conn);
+        (void)conn_read_ex(sl->conn, 1);
     conn_close(sl->conn);
     uv_timer_stop(&sl->timer);
     explain_death(sl, status, type, sizeof(type), msg, sizeof(msg));
@@ -851,7 +862,6 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job)
 
     sl->job = job;
     sl->state = SLOT_BUSY;
-    sl->oom_before = kiln__cgroup_slot_oom_kills(&sl->sup->cgroup, sl->id);
     job->started_ms = uv_now(sl->sup->loop);
     uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
     return conn_flush(c);
@@ -1083,6 +1093,20 @@ unsigned
 kiln__pool_queued(const kiln__pool_t *p)
 {
     return p->queued;
+}
+
+void
+kiln__pool_counts(const kiln__pool_t *p, unsigned *children, unsigned *idle)
+{
+    uint32_t i;
+    *children = 0;
+    *idle = 0;
+    for (i = 0; i < p->nslots; i++) {
+        if (p->slots[i]->state == SLOT_IDLE)
+            (*idle)++;
+        if (p->slots[i]->state == SLOT_IDLE || p->slots[i]->state == SLOT_BUSY)
+            (*children)++;
+    }
 }
 
 static void

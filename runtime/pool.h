@@ -123,6 +123,8 @@ int kiln__pool_submit(kiln__pool_t *p, kiln__job_t *job);
 /* Children ready for a task right now, minus queued jobs (never negative). */
 unsigned kiln__pool_idle(const kiln__pool_t *p);
 unsigned kiln__pool_queued(const kiln__pool_t *p);
+/* Children that exist (started or running) and children idle right now. */
+void kiln__pool_counts(const kiln__pool_t *p, unsigned *children, unsigned *idle);
 /* Stop: queued jobs fail with "pool closed", running ones finish (or are
  * killed after `grace` seconds), children retire; then `cb` runs and the
  * pool is freed. */

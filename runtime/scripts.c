@@ -11,22 +11,26 @@
  */
 #include "scripts.h"
 
-/* KEYS: inflight, inflightq, queue keys in precedence order...
- * ARGV: max messages, worker id, first sequence number.
- * Returns {tag, message, queue key, ...}. */
+/* In-flight entries live in one hash per worker: field "<seq>\t<queue key>"
+ * (the delivery tag: where the message goes back on recovery), value the raw
+ * message. */
+#define QUEUE_OF(F) "string.sub(" F ", (string.find(" F ", '\\t', 1, true) or 0) + 1)"
+
+/* KEYS: inflight, queue keys in precedence order...
+ * ARGV: max messages, first sequence number.
+ * Returns {tag, message, ...}. */
 const char kiln__lua_fetch[] =
-    "local n = tonumber(ARGV[1]) local seq = tonumber(ARGV[3]) local out = {}\n"
-    "for i = 3, #KEYS do\n"
-    "  while #out < n * 3 do\n"
+    "local n = tonumber(ARGV[1]) local seq = tonumber(ARGV[2]) local out = {}\n"
+    "for i = 2, #KEYS do\n"
+    "  while #out < n * 2 do\n"
     "    local m = redis.call('RPOP', KEYS[i])\n"
     "    if not m then break end\n"
-    "    local tag = ARGV[2] .. ':' .. seq\n"
+    "    local tag = seq .. '\\t' .. KEYS[i]\n"
     "    seq = seq + 1\n"
     "    redis.call('HSET', KEYS[1], tag, m)\n"
-    "    redis.call('HSET', KEYS[2], tag, KEYS[i])\n"
-    "    out[#out + 1] = tag out[#out + 1] = m out[#out + 1] = KEYS[i]\n"
+    "    out[#out + 1] = tag out[#out + 1] = m\n"
     "  end\n"
-    "  if #out >= n * 3 then break end\n"
+    "  if #out >= n * 2 then break end\n"
     "end\n"
     "return out\n";
 
@@ -38,43 +42,59 @@ const char kiln__lua_fetch[] =
     "  redis.call('PUBLISH', KEYS[" #K "], ARGV[" #A "])\n"                                        \
     "end\n"
 
-#define UNTRACK "redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[2], ARGV[1])\n"
+/* KEYS: inflight, then result keys.  ARGV: expires, then (tag, meta) pairs,
+ * one per result key: many tasks acked in one call. */
+const char kiln__lua_ack[] = "local ex = tonumber(ARGV[1])\n"
+                             "for i = 2, #KEYS do\n"
+                             "  local meta = ARGV[2 * i - 1]\n"
+                             "  if meta ~= '' then\n"
+                             "    if ex > 0 then redis.call('SET', KEYS[i], meta, 'EX', ex)\n"
+                             "    else redis.call('SET', KEYS[i], meta) end\n"
+                             "    redis.call('PUBLISH', KEYS[i], meta)\n"
+                             "  end\n"
+                             "  redis.call('HDEL', KEYS[1], ARGV[2 * i - 2])\n"
+                             "end\n"
+                             "return #KEYS - 1\n";
 
-/* KEYS: inflight, inflightq, result key.  ARGV: tag, meta, expires. */
-const char kiln__lua_ack[] = WRITE_RESULT(3, 2) UNTRACK "return 1\n";
+/* KEYS: inflight, result key.  ARGV: tag, meta, expires.  One ack. */
+const char kiln__lua_ack1[] = WRITE_RESULT(2, 2) "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                                 "return 1\n";
 
-/* KEYS: inflight, inflightq, eta, result key.
+/* KEYS: inflight, eta, result key.
  * ARGV: tag, eta member, score ms, meta, expires. */
-const char kiln__lua_defer[] =
-    WRITE_RESULT(4, 4) "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])\n" UNTRACK "return 1\n";
+const char kiln__lua_defer[] = WRITE_RESULT(3, 4) "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])\n"
+                                                  "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                                  "return 1\n";
 
-/* KEYS: inflight, inflightq, dlq, result key.  ARGV: tag, entry, meta, expires. */
-const char kiln__lua_dead[] =
-    WRITE_RESULT(4, 3) "redis.call('LPUSH', KEYS[3], ARGV[2])\n" UNTRACK "return 1\n";
+/* KEYS: inflight, dlq, result key.  ARGV: tag, entry, meta, expires. */
+const char kiln__lua_dead[] = WRITE_RESULT(3, 3) "redis.call('LPUSH', KEYS[2], ARGV[2])\n"
+                                                 "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                                 "return 1\n";
 
-/* KEYS: inflight, inflightq, queue.  ARGV: tag, message (optional: when
- * empty the in-flight copy is used).  Back to the consumer end: runs next. */
+/* KEYS: inflight.  ARGV: tag.  Back to the consumer end of the queue named
+ * in the tag: it runs next. */
 const char kiln__lua_requeue[] =
-    "local m = ARGV[2]\n"
-    "if m == '' then m = redis.call('HGET', KEYS[1], ARGV[1]) end\n"
-    "if m then redis.call('RPUSH', KEYS[3], m) end\n" UNTRACK "return m and 1 or 0\n";
+    "local m = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if m then redis.call('RPUSH', " QUEUE_OF("ARGV[1]") ", m) end\n"
+                                                         "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                                         "return m and 1 or 0\n";
 
-/* KEYS: inflight, inflightq.  ARGV: tags to keep (known locally).  Every
- * other entry of this worker goes back to its queue (after a reconnect, a
- * fetch whose answer was lost). */
+/* KEYS: inflight.  ARGV: tags to keep (known locally).  Every other entry of
+ * this worker goes back to its queue (after a reconnect: a fetch whose
+ * answer was lost). */
 const char kiln__lua_reclaim[] =
     "local keep = {}\n"
     "for i = 1, #ARGV do keep[ARGV[i]] = true end\n"
     "local all = redis.call('HGETALL', KEYS[1]) local n = 0\n"
     "for i = 1, #all, 2 do\n"
-    "  if not keep[all[i]] then\n"
-    "    local q = redis.call('HGET', KEYS[2], all[i]) or 'celery'\n"
-    "    redis.call('RPUSH', q, all[i + 1])\n"
-    "    redis.call('HDEL', KEYS[1], all[i]) redis.call('HDEL', KEYS[2], all[i])\n"
-    "    n = n + 1\n"
-    "  end\n"
-    "end\n"
-    "return n\n";
+    "  local f = all[i]\n"
+    "  if not keep[f] then\n"
+    "    redis.call('RPUSH', " QUEUE_OF("f") ", all[i + 1])\n"
+                                             "    redis.call('HDEL', KEYS[1], f)\n"
+                                             "    n = n + 1\n"
+                                             "  end\n"
+                                             "end\n"
+                                             "return n\n";
 
 /* KEYS: kiln:workers.  ARGV: prefix ("kiln:").  Every worker whose heartbeat
  * key expired gets its in-flight messages pushed back.  Returns the count. */
@@ -84,15 +104,16 @@ const char kiln__lua_recover[] =
     "  if redis.call('EXISTS', p .. 'hb:' .. w) == 0 then\n"
     "    local inf = redis.call('HGETALL', p .. 'inflight:' .. w)\n"
     "    for i = 1, #inf, 2 do\n"
-    "      local q = redis.call('HGET', p .. 'inflightq:' .. w, inf[i]) or 'celery'\n"
-    "      redis.call('RPUSH', q, inf[i + 1])\n"
-    "      moved = moved + 1\n"
-    "    end\n"
-    "    redis.call('DEL', p .. 'inflight:' .. w, p .. 'inflightq:' .. w, p .. 'worker:' .. w)\n"
-    "    redis.call('ZREM', KEYS[1], w)\n"
-    "  end\n"
-    "end\n"
-    "return moved\n";
+    "      local f = inf[i]\n"
+    "      redis.call('RPUSH', " QUEUE_OF(
+        "f") ", inf[i + 1])\n"
+             "      moved = moved + 1\n"
+             "    end\n"
+             "    redis.call('DEL', p .. 'inflight:' .. w, p .. 'worker:' .. w)\n"
+             "    redis.call('ZREM', KEYS[1], w)\n"
+             "  end\n"
+             "end\n"
+             "return moved\n";
 
 /* KEYS: kiln:eta.  ARGV: now ms, limit.  Moves due members
  * "<queue key>\n<message>" to the consumer end of their queue. */

@@ -6,6 +6,7 @@
 
 extern const char kiln__lua_fetch[];
 extern const char kiln__lua_ack[];
+extern const char kiln__lua_ack1[];
 extern const char kiln__lua_defer[];
 extern const char kiln__lua_dead[];
 extern const char kiln__lua_requeue[];

@@ -52,6 +52,7 @@ enum {
     S_DEATH,
     S_BREAKER_UPDATE,
     S_BREAKER_PROBE,
+    S_ACK1,
     S_COUNT
 };
 
@@ -59,12 +60,13 @@ static const char *const script_text[S_COUNT] = {
     kiln__lua_fetch,          kiln__lua_ack,           kiln__lua_defer,
     kiln__lua_dead,           kiln__lua_requeue,       kiln__lua_reclaim,
     kiln__lua_recover,        kiln__lua_eta,           kiln__lua_death,
-    kiln__lua_breaker_update, kiln__lua_breaker_probe,
+    kiln__lua_breaker_update, kiln__lua_breaker_probe, kiln__lua_ack1,
 };
 
 typedef struct wpool {
     char plugin[64];
     kiln__pool_t *pool;
+    double avg_ms; /* moving average of task run time, for fetch-ahead */
     kiln__worker_t *w;
     int closing; /* kiln__pool_close called */
     int closed;  /* its close callback ran: the pool is gone */
@@ -93,7 +95,9 @@ typedef struct wjob {
     int probe; /* holds the breaker's half-open probe */
     uint64_t last_progress_ms;
     int dispatched;
-    int busy;               /* a file open or breaker probe is under way for it */
+    int busy;       /* a file open or breaker probe is under way for it */
+    char *ack_meta; /* batched ack waiting for the next flush */
+    struct wjob *ack_next;
     int finishing;          /* the outcome is on its way to Redis */
     struct wjob *open_next; /* file-opening work */
     uv_work_t work;
@@ -143,9 +147,15 @@ struct kiln__worker {
     int pools_closed;
     int unregistering;
     int failed; /* refused to run (e.g. an evicting Redis) */
+    wjob_t *ack_head, *ack_tail;
+    unsigned nacks;
+    uv_check_t ack_check;
 };
 
+#define ACK_BATCH 256
+
 static void maybe_fetch(kiln__worker_t *w);
+static void flush_acks(kiln__worker_t *w);
 static void maybe_done(kiln__worker_t *w);
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -165,10 +175,9 @@ result_conn(kiln__worker_t *w)
 }
 
 static void
-key_inflight(const kiln__worker_t *w, char *a, size_t alen, char *b, size_t blen)
+key_inflight(const kiln__worker_t *w, char *a, size_t alen)
 {
     snprintf(a, alen, KEY_PREFIX "inflight:%s", w->wid);
-    snprintf(b, blen, KEY_PREFIX "inflightq:%s", w->wid);
 }
 
 /* EVALSHA when the script is loaded, else EVAL.  argv: KEYS then ARGV. */
@@ -250,40 +259,26 @@ finished_cb(kiln__broker_t *b, redisReply *r, void *data)
     maybe_done(w);
 }
 
-/* Run one of the finishing scripts.  keys/args exclude the common prefix
- * (inflight, inflightq) and the trailing result key / meta / expires. */
-typedef struct finish_ctx {
-    kiln__worker_t *w;
-    wjob_t *j;
-    int id;
-    const char *keys[4];
-    int nkeys;
-    const char *args[4];
-    size_t argl[4];
-    int nargs;
-    char *meta;
-} finish_t;
-
+/* Run one of the finishing scripts: KEYS = inflight, `keys`, [result key];
+ * ARGV = tag, `args`, [meta, expires].  Requeue has no result part. */
 static void
 finish_run(kiln__worker_t *w, wjob_t *j, int id, const char **keys, int nkeys, const char **args,
            const size_t *argl, int nargs, const char *meta, const char *result_key)
 {
-    char k1[200], k2[200], exp[32];
+    char k1[200], exp[32];
     const char *av[16];
     size_t al[16];
-    int n = 0, i;
+    int n = 0, i, with_result = id != S_REQUEUE;
 
-    key_inflight(w, k1, sizeof(k1), k2, sizeof(k2));
+    key_inflight(w, k1, sizeof(k1));
     snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
     av[n] = k1;
     al[n++] = strlen(k1);
-    av[n] = k2;
-    al[n++] = strlen(k2);
     for (i = 0; i < nkeys; i++) {
         av[n] = keys[i];
         al[n++] = strlen(keys[i]);
     }
-    if (id != S_REQUEUE) {
+    if (with_result) {
         av[n] = result_key ? result_key : "kiln:none";
         al[n] = strlen(av[n]);
         n++;
@@ -294,15 +289,15 @@ finish_run(kiln__worker_t *w, wjob_t *j, int id, const char **keys, int nkeys, c
         av[n] = args[i];
         al[n++] = argl[i];
     }
-    if (id != S_REQUEUE) {
+    if (with_result) {
         av[n] = meta ? meta : "";
         al[n++] = meta ? strlen(meta) : 0;
         av[n] = exp;
         al[n++] = strlen(exp);
     }
     j->finishing = 1;
-    if (script(w, &w->broker, KILN__CALL_DURABLE, id, finished_cb, j, 2 + nkeys + (id != S_REQUEUE),
-               n - 2 - nkeys - (id != S_REQUEUE), av, al) < 0)
+    if (script(w, &w->broker, KILN__CALL_DURABLE, id, finished_cb, j, 1 + nkeys + with_result,
+               n - 1 - nkeys - with_result, av, al) < 0)
         kiln__log_warnx("task %s[%s]: cannot queue a Redis update", j->msg.task, j->msg.id);
 }
 
@@ -398,12 +393,108 @@ write_state(kiln__worker_t *w, wjob_t *j, const char *status, const json_t *resu
     free(meta);
 }
 
+/* Acks are batched: every ack of one loop iteration goes to Redis as one
+ * script call (flushed from a check handle, after I/O).  With a separate
+ * result backend the result is written there first (two phases). */
 static void
 ack_with(kiln__worker_t *w, wjob_t *j, const char *status, const json_t *result)
 {
     char *meta = meta_for(j, status, result);
-    finish(w, j, S_ACK, NULL, 0, NULL, NULL, 0, meta);
-    free(meta);
+
+    if (!w->same_backend && meta && j->msg.id[0]) {
+        finish(w, j, S_ACK1, NULL, 0, NULL, NULL, 0, meta);
+        free(meta);
+        return;
+    }
+    j->finishing = 1;
+    j->ack_meta = meta;
+    j->ack_next = NULL;
+    if (w->ack_tail)
+        w->ack_tail->ack_next = j;
+    else
+        w->ack_head = j;
+    w->ack_tail = j;
+    w->nacks++;
+    if (w->nacks >= ACK_BATCH)
+        flush_acks(w);
+}
+
+static void
+acks_done(kiln__broker_t *b, redisReply *r, void *data)
+{
+    wjob_t *j = data;
+    kiln__worker_t *w = j->w;
+
+    if (r && r->type == REDIS_REPLY_ERROR)
+        kiln__log_warnx("Redis refused a batch of acks: %s", r->str);
+    while (j) {
+        wjob_t *next = j->ack_next;
+        job_unlink(w, j);
+        job_free(j);
+        j = next;
+    }
+    maybe_fetch(w);
+    maybe_done(w);
+}
+
+static void
+flush_acks(kiln__worker_t *w)
+{
+    const char **av;
+    size_t *al;
+    char k1[200], exp[32], (*rkeys)[200];
+    wjob_t *j;
+    int n = 0, nk, i = 0;
+
+    if (!w->ack_head)
+        return;
+    av = malloc(sizeof(*av) * (3 * w->nacks + 2));
+    al = malloc(sizeof(*al) * (3 * w->nacks + 2));
+    rkeys = malloc(sizeof(*rkeys) * w->nacks);
+    if (!av || !al || !rkeys) {
+        free(av);
+        free(al);
+        free(rkeys);
+        return; /* retried on the next flush */
+    }
+    key_inflight(w, k1, sizeof(k1));
+    snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
+    av[n] = k1;
+    al[n++] = strlen(k1);
+    for (j = w->ack_head; j; j = j->ack_next) {
+        snprintf(rkeys[i], sizeof(rkeys[i]), "celery-task-meta-%s", j->msg.id);
+        av[n] = rkeys[i];
+        al[n++] = strlen(rkeys[i]);
+        i++;
+    }
+    nk = n;
+    av[n] = exp;
+    al[n++] = strlen(exp);
+    for (j = w->ack_head; j; j = j->ack_next) {
+        av[n] = j->tag;
+        al[n++] = strlen(j->tag);
+        av[n] = j->ack_meta && j->msg.id[0] ? j->ack_meta : "";
+        al[n] = strlen(av[n]);
+        n++;
+    }
+    if (script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, w->ack_head, nk, n - nk, av,
+               al) < 0)
+        kiln__log_warnx("cannot queue a batch of acks");
+    for (j = w->ack_head; j; j = j->ack_next) {
+        free(j->ack_meta);
+        j->ack_meta = NULL;
+    }
+    w->ack_head = w->ack_tail = NULL;
+    w->nacks = 0;
+    free(av);
+    free(al);
+    free(rkeys);
+}
+
+static void
+ack_check_cb(uv_check_t *h)
+{
+    flush_acks(h->data);
 }
 
 static void
@@ -417,10 +508,7 @@ fail_with(kiln__worker_t *w, wjob_t *j, const char *exc_type, const char *messag
 static void
 requeue(kiln__worker_t *w, wjob_t *j)
 {
-    const char *keys[1] = {j->qkey};
-    const char *args[1] = {""};
-    size_t argl[1] = {0};
-    finish(w, j, S_REQUEUE, keys, 1, args, argl, 1, NULL);
+    finish(w, j, S_REQUEUE, NULL, 0, NULL, NULL, 0, NULL);
 }
 
 /* Into the ETA set, due at `when` (epoch seconds), with an optional state. */
@@ -673,7 +761,9 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
 {
     wjob_t *j = (wjob_t *)job;
     kiln__worker_t *w = j->w;
+    wpool_t *wp = &w->pools[j->pool];
 
+    wp->avg_ms = wp->avg_ms <= 0 ? o->runtime * 1000.0 : wp->avg_ms * 0.9 + o->runtime * 100.0;
     if (o->shutdown && w->stopping) {
         requeue(w, j);
         return;
@@ -877,8 +967,9 @@ probe_cb(kiln__broker_t *b, redisReply *r, void *data)
 }
 
 static void
-take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen, const char *qkey)
+take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
 {
+    const char *qkey = strchr(tag, '\t') ? strchr(tag, '\t') + 1 : "celery";
     wjob_t *j = calloc(1, sizeof(*j));
     char err[1024];
     const char *target;
@@ -978,14 +1069,28 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen, const c
 
 /* ---- fetching ------------------------------------------------------------- */
 
+/* How many messages to fetch: one per idle child, plus, for pools whose
+ * tasks take under FAST_MS, a few per child, so that children of very fast
+ * tasks do not wait a Redis round trip between tasks.  Slow tasks are never
+ * fetched ahead: a message is never held while another worker sits idle. */
+#define FAST_MS 2.0
+#define AHEAD   8
 static unsigned
 capacity(kiln__worker_t *w)
 {
-    unsigned idle = 0;
+    long cap = 0;
     int i;
-    for (i = 0; i < w->npools; i++)
-        idle += kiln__pool_idle(w->pools[i].pool);
-    return idle > w->predispatch ? idle - w->predispatch : 0;
+    for (i = 0; i < w->npools; i++) {
+        unsigned children, idle;
+        long want;
+        kiln__pool_counts(w->pools[i].pool, &children, &idle);
+        want = (long)idle;
+        if (w->pools[i].avg_ms > 0 && w->pools[i].avg_ms < FAST_MS)
+            want += (long)children * AHEAD;
+        cap += want - (long)kiln__pool_queued(w->pools[i].pool);
+    }
+    cap -= (long)w->predispatch;
+    return cap > 0 ? (unsigned)cap : 0;
 }
 
 static void arm_waiters(kiln__worker_t *w);
@@ -1004,13 +1109,11 @@ fetch_cb(kiln__broker_t *b, redisReply *r, void *data)
             kiln__log_warnx("fetch failed: %s", r->str);
         return;
     }
-    for (i = 0; i + 2 < r->elements; i += 3) {
+    for (i = 0; i + 1 < r->elements; i += 2) {
         if (r->element[i]->type != REDIS_REPLY_STRING ||
-            r->element[i + 1]->type != REDIS_REPLY_STRING ||
-            r->element[i + 2]->type != REDIS_REPLY_STRING)
+            r->element[i + 1]->type != REDIS_REPLY_STRING)
             continue;
-        take(w, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len,
-             r->element[i + 2]->str);
+        take(w, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
     }
     if (r->elements == 0) {
         w->armed = 1;
@@ -1024,7 +1127,7 @@ fetch_cb(kiln__broker_t *b, redisReply *r, void *data)
 static void
 maybe_fetch(kiln__worker_t *w)
 {
-    char k1[200], k2[200], max[16], seq[32];
+    char k1[200], max[16], seq[32];
     const char *av[3 + MAX_WAITERS + 2];
     unsigned cap;
     int i, n = 0;
@@ -1036,19 +1139,17 @@ maybe_fetch(kiln__worker_t *w)
         return;
     if (cap > MAX_FETCH)
         cap = MAX_FETCH;
-    key_inflight(w, k1, sizeof(k1), k2, sizeof(k2));
+    key_inflight(w, k1, sizeof(k1));
     av[n++] = k1;
-    av[n++] = k2;
     for (i = 0; i < w->nwaiters; i++)
         av[n++] = w->waiters[i].key;
     snprintf(max, sizeof(max), "%u", cap);
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)w->seq);
     w->seq += cap;
     av[n++] = max;
-    av[n++] = w->wid;
     av[n++] = seq;
     w->fetching = 1;
-    if (script(w, &w->broker, 0, S_FETCH, fetch_cb, w, 2 + w->nwaiters, 3, av, NULL) < 0)
+    if (script(w, &w->broker, 0, S_FETCH, fetch_cb, w, 1 + w->nwaiters, 2, av, NULL) < 0)
         w->fetching = 0;
 }
 
@@ -1217,8 +1318,8 @@ static void
 broker_ready(kiln__broker_t *b)
 {
     kiln__worker_t *w = b->data;
-    const char *av[2 + 4096];
-    char k1[200], k2[200];
+    const char *av[1 + 4096];
+    char k1[200];
     intptr_t i;
     int n = 0;
     wjob_t *j;
@@ -1229,12 +1330,11 @@ broker_ready(kiln__broker_t *b)
     heartbeat(w);
     /* A fetch whose reply was lost left messages in our hash that we do not
      * know: put them back. */
-    key_inflight(w, k1, sizeof(k1), k2, sizeof(k2));
+    key_inflight(w, k1, sizeof(k1));
     av[n++] = k1;
-    av[n++] = k2;
-    for (j = w->jobs; j && n < 2 + 4096; j = j->next)
+    for (j = w->jobs; j && n < 1 + 4096; j = j->next)
         av[n++] = j->tag;
-    script(w, b, 0, S_RECLAIM, reclaim_done, w, 2, n - 2, av, NULL);
+    script(w, b, 0, S_RECLAIM, reclaim_done, w, 1, n - 1, av, NULL);
 }
 
 static void
@@ -1356,6 +1456,9 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
         w->waiters[i].conn.on_closed = waiter_closed;
         w->want_conns++;
     }
+    uv_check_init(w->loop, &w->ack_check);
+    w->ack_check.data = w;
+    uv_check_start(&w->ack_check, ack_check_cb);
     uv_timer_init(w->loop, &w->hb_timer);
     uv_timer_init(w->loop, &w->eta_timer);
     uv_timer_init(w->loop, &w->recover_timer);
@@ -1443,6 +1546,7 @@ maybe_done(kiln__worker_t *w)
         uv_close((uv_handle_t *)&w->eta_timer, NULL);
         uv_close((uv_handle_t *)&w->recover_timer, NULL);
         uv_close((uv_handle_t *)&w->grace_timer, NULL);
+        uv_close((uv_handle_t *)&w->ack_check, NULL);
         if (w->done)
             w->done(w->done_arg);
     }
