@@ -131,7 +131,43 @@ demo() {
     show "$kiln" run "$hello" hello.echo --args '["still here"]'
     [ "$rc" -eq 0 ] || die "hello.echo after the contained tasks exited $rc"
 
-    say "demo done: 2 tasks succeeded, 1 failed as asked, $contained were contained by the sandbox"
+    worker_demo
+    say "demo done: kiln run: 2 tasks succeeded, 1 failed as asked, $contained were contained;" \
+        "kiln worker served a plain Celery client and contained a hostile task"
+}
+
+# The worker: a plain Python Celery client sends tasks to a real redis-server,
+# kiln runs them in sandboxed children, Celery reads the results.
+worker_demo() {
+    local dir=$demo_tmp/worker kiln_pid redis_pid i
+    say "kiln worker behind a plain Celery client"
+    mkdir -p "$dir/plugins"
+    chmod 755 "$demo_tmp" "$dir" "$dir/plugins"
+    cp build/plugins/hello.so "$dir/plugins/"
+    [ -e build/plugins/hostile_malloc_bomb.so ] && cp build/plugins/hostile_malloc_bomb.so "$dir/plugins/"
+    cat >"$dir/kiln.json" <<JSON
+{"poison_deaths": 3, "tasks": {"malloc_bomb.run": {"retry_backoff": 0.2, "max_retries": 5}}}
+JSON
+    redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
+        --appendonly no --maxmemory-policy noeviction --daemonize no --logfile "$dir/redis.log" &
+    redis_pid=$!
+    for i in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
+    echo "\$ kiln worker --broker redis+socket://$dir/redis.sock --plugins $dir/plugins --config $dir/kiln.json &"
+    build/kiln worker --broker "redis+socket://$dir/redis.sock" --plugins "$dir/plugins" \
+        --config "$dir/kiln.json" 2>"$dir/worker.log" &
+    kiln_pid=$!
+    echo "\$ python3 examples/celery/demo.py redis+socket://$dir/redis.sock"
+    rc=0
+    /usr/bin/python3 examples/celery/demo.py "redis+socket://$dir/redis.sock" || rc=$?
+    echo "worker log (warnings only):"
+    sed 's/^/  /' "$dir/worker.log"
+    kill -TERM "$kiln_pid"
+    wait "$kiln_pid" || die "kiln worker did not stop cleanly on SIGTERM"
+    kill -TERM "$redis_pid"
+    wait "$redis_pid" || true
+    [ "$rc" -eq 0 ] || die "the Celery client demo failed (exit $rc)"
+    echo "-> a Celery client got values and exceptions from kiln; the hostile task killed only" \
+        "its own children (memory cap), was retried, then dead-lettered; the worker went on"
 }
 
 # ---- test -------------------------------------------------------------------
