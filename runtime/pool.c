@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define LOAD_TIMEOUT_MS   30000
+#define PIPELINE_MS       2.0 /* tasks faster than this get one more sent behind them */
 #define MAX_INIT_FAILURES 3
 #define UID_BASE_DEFAULT  61000
 
@@ -59,7 +60,9 @@ struct kiln__slot {
     pid_t pid;
     conn_t *conn;
     uv_timer_t timer;
-    kiln__job_t *job;
+    kiln__job_t *job;      /* the task the child is running */
+    kiln__job_t *next_job; /* sent behind it (fast pools only); not started yet */
+    int retire_after;      /* recycle once next_job is done (max_rss crossed) */
     uint32_t tasks_done;
     int kill_reason;
     long oom_before;
@@ -78,7 +81,8 @@ struct kiln__pool {
     char broken[1200]; /* set when children cannot start: jobs fail with it */
     char broken_type[64];
     int closing;
-    int finished; /* every child gone; freed on the next loop turn */
+    int finished;  /* every child gone; freed on the next loop turn */
+    double avg_ms; /* moving average of task run time: pipeline when small */
     uv_timer_t grace_timer;
     void (*close_cb)(void *);
     void *close_arg;
@@ -254,14 +258,19 @@ conn_flush(conn_t *c)
 
 /* ---- outcomes ----------------------------------------------------------- */
 
+static void job_release(kiln__job_t *job);
+
 static void
 job_finish(kiln__slot_t *sl, kiln__job_t *job, kiln__outcome_t *o)
 {
     uint64_t now = uv_now(sl->sup->loop);
+    kiln__pool_t *p = sl->pool;
     o->runtime = job->started_ms ? (double)(now - job->started_ms) / 1000.0 : 0;
+    p->avg_ms = p->avg_ms <= 0 ? o->runtime * 1000.0 : p->avg_ms * 0.9 + o->runtime * 100.0;
     if (sl->job == job)
         sl->job = NULL;
     uv_timer_stop(&sl->timer);
+    job_release(job);
     if (job->on_done)
         job->on_done(job, o);
 }
@@ -391,9 +400,24 @@ handle_outcome(kiln__slot_t *sl, uint32_t type, json_t *o)
         out.countdown = cd;
     }
     sl->tasks_done++;
+    if (sl->next_job) {
+        /* The child has started the task sent behind this one. */
+        kiln__job_t *next = sl->next_job;
+        double hard = next->time_limit > 0 ? next->time_limit : sl->pool->cfg.time_limit;
+        if (sl->pool->cfg.max_rss_bytes && out.child_maxrss > sl->pool->cfg.max_rss_bytes)
+            sl->retire_after = 1;
+        job_finish(sl, job, &out);
+        sl->job = next;
+        sl->next_job = NULL;
+        next->started_ms = uv_now(sl->sup->loop);
+        uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
+        pool_dispatch(sl->pool);
+        return;
+    }
     if (sl->pool->cfg.max_tasks_per_child && sl->tasks_done >= sl->pool->cfg.max_tasks_per_child) {
         sl->state = SLOT_RETIRING; /* the child exits on its own */
-    } else if (sl->pool->cfg.max_rss_bytes && out.child_maxrss > sl->pool->cfg.max_rss_bytes) {
+    } else if (sl->retire_after ||
+               (sl->pool->cfg.max_rss_bytes && out.child_maxrss > sl->pool->cfg.max_rss_bytes)) {
         kiln__log(KILN__LOG_INFO,
                   "child %d (slot %u) reached %llu MiB RSS, above max_rss; "
                   "recycling it",
@@ -659,6 +683,17 @@ slot_exited(kiln__slot_t *sl, int status)
     uv_timer_stop(&sl->timer);
     explain_death(sl, status, type, sizeof(type), msg, sizeof(msg));
 
+    if (sl->next_job) {
+        /* Sent behind the task that died; it never started: run it elsewhere. */
+        kiln__job_t *next = sl->next_job;
+        sl->next_job = NULL;
+        next->next = p->qhead;
+        p->qhead = next;
+        if (!p->qtail)
+            p->qtail = next;
+        p->queued++;
+    }
+    sl->retire_after = 0;
     if (sl->job) {
         kiln__job_t *job = sl->job;
         kiln__log(KILN__LOG_INFO, "child %d (slot %u) died with task %s[%s]: %s: %s", (int)sl->pid,
@@ -817,7 +852,7 @@ slot_spawn(kiln__slot_t *sl)
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int
-slot_send_task(kiln__slot_t *sl, kiln__job_t *job)
+slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
 {
     kiln__pool_cfg_t *cfg = &sl->pool->cfg;
     kiln__frame_hdr_t h;
@@ -860,6 +895,10 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job)
     c->nwfds = job->nfds;
     job->nfds = 0; /* the channel closes them once sent */
 
+    if (behind) {
+        sl->next_job = job; /* its timer starts when the child reaches it */
+        return conn_flush(c);
+    }
     sl->job = job;
     sl->state = SLOT_BUSY;
     job->started_ms = uv_now(sl->sup->loop);
@@ -891,11 +930,22 @@ pool_dispatch(kiln__pool_t *p)
         pool_maybe_closed(p);
         return;
     }
-    for (i = 0; i < p->nslots && p->qhead; i++) {
-        kiln__slot_t *sl = p->slots[i];
+    for (i = 0; i < 2 * p->nslots && p->qhead; i++) {
+        kiln__slot_t *sl = p->slots[i % p->nslots];
+        int behind = i >= p->nslots;
         kiln__job_t *job;
         int rc;
-        if (sl->state != SLOT_IDLE || !sl->conn)
+        if (!sl->conn)
+            continue;
+        /* First pass: idle children.  Second pass, for pools of fast tasks
+         * only: send one task behind the running one, so the child does not
+         * wait a round trip between tasks. */
+        if (!behind && sl->state != SLOT_IDLE)
+            continue;
+        if (behind &&
+            (sl->state != SLOT_BUSY || sl->next_job || sl->conn->wbuf || sl->retire_after ||
+             p->qhead->nfds > 0 || p->avg_ms <= 0 || p->avg_ms >= PIPELINE_MS ||
+             (p->cfg.max_tasks_per_child && sl->tasks_done + 2 > p->cfg.max_tasks_per_child)))
             continue;
         job = p->qhead;
         p->qhead = job->next;
@@ -903,9 +953,12 @@ pool_dispatch(kiln__pool_t *p)
             p->qtail = NULL;
         p->queued--;
         job->next = NULL;
-        rc = slot_send_task(sl, job);
-        job_release(job);
-        if (rc < 0) {
+        rc = slot_send_task(sl, job, behind);
+        if (rc < 0 && behind) {
+            sl->next_job = NULL;
+            job_fail(sl, job, "WorkerLostError", "cannot send the task to its child", 0);
+            slot_kill(sl, KILL_PROTOCOL);
+        } else if (rc < 0) {
             char m[160];
             snprintf(m, sizeof(m), "cannot send the task to child %d: %s", (int)sl->pid,
                      strerror(-rc));
