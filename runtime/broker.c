@@ -378,6 +378,9 @@ connect_addr(kiln__broker_t *b)
         return;
     }
     ac->data = b;
+    /* Keep the reader's buffer between replies instead of freeing it after
+     * every large one (a fetch of hundreds of messages). */
+    ac->c.reader->maxbuf = 0;
     if (uvev_attach(ac, b->loop) != REDIS_OK) {
         went_down(b, "cannot attach to the event loop");
         redisAsyncFree(ac);

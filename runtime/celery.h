@@ -7,7 +7,7 @@
  *   {"body": "<base64 of the (optionally compressed) JSON [args, kwargs, embed]>",
  *    "content-encoding": "utf-8", "content-type": "application/json",
  *    "headers": {"lang": "py", "task": NAME, "id": ID, "retries": N, "eta": ISO|null,
- *                "expires": ISO|null, "timelimit": [soft|null, hard|null], "root_id",
+ *                "expires": ISO|null, "timelimit": [hard|null, soft|null], "root_id",
  *                "parent_id", "group", "compression"?: "application/x-gzip", ...},
  *    "properties": {"correlation_id": ID, "reply_to": ..., "delivery_mode": 2,
  *                   "delivery_info": {"exchange": "", "routing_key": QUEUE},
@@ -32,12 +32,12 @@ typedef struct kiln__task_msg {
     long retries;           /* headers.retries, 0 if absent */
     double eta;             /* epoch seconds; 0 = none */
     double expires;         /* epoch seconds; 0 = none */
-    double soft_time_limit; /* headers.timelimit[0]; 0 = none */
-    double time_limit;      /* headers.timelimit[1]; 0 = none */
+    double soft_time_limit; /* headers.timelimit[1] (Celery: [hard, soft]); 0 = none */
+    double time_limit;      /* headers.timelimit[0]; 0 = none */
     char root_id[160];
     char parent_id[160];
     char group[160];
-    int priority;           /* properties.priority, or -1 when absent */
+    int priority;           /* properties.priority clamped to 0..9 (kombu), -1 if absent */
     char reply_to[160];
     char routing_key[256];  /* properties.delivery_info.routing_key */
     char exchange[256];
@@ -74,16 +74,19 @@ typedef struct kiln__celery_new {
 } kiln__celery_new_t;
 
 /* A malloc'd JSON envelope (NUL-terminated) a Python Celery worker accepts,
- * and the id used (copied into id_out, 37+ bytes).  NULL on ENOMEM. */
+ * and the id used (copied into id_out, 37+ bytes).  NULL with errno ENOMEM,
+ * or EINVAL (no task or queue, args not an array, kwargs not an object). */
 char *kiln__celery_encode(const kiln__celery_new_t *spec, char *id_out, size_t id_len);
 
-/* The same message with retries+1 and a new eta (epoch seconds), for a
- * retry; the body, id and everything else kept.  Malloc'd, NULL on error. */
+/* The same message with retries+1, a new eta (epoch seconds) and a new
+ * properties.delivery_tag, for a retry; the body (still compressed if it
+ * was), id and everything else kept.  Malloc'd, NULL on error (EINVAL: no
+ * envelope, or retries already at the 2^31-1 that decode accepts). */
 char *kiln__celery_retry_message(const kiln__task_msg_t *m, double eta);
 
 /* Celery's result meta as its Redis backend stores it:
  * {"status", "result", "traceback", "children": [], "date_done": ISO|null,
- *  "task_id", ["parent_id"], ["group_id"]}.  `result` is borrowed.
+ *  ["group_id"], ["parent_id"], "task_id"} in that order.  `result` is borrowed.
  * date_done is set for READY states (SUCCESS, FAILURE, REVOKED).  Malloc'd. */
 char *kiln__celery_result(const char *task_id, const char *status, const json_t *result,
                           const char *traceback, const kiln__task_msg_t *m);
@@ -102,7 +105,8 @@ json_t *kiln__celery_exc(const char *exc_type, const char *message);
 const char *kiln__celery_queue_key(const char *queue, int priority, char *buf, size_t len);
 
 /* ISO 8601 ("2026-11-24T06:50:00.123456+00:00", "...Z", or naive = UTC) to
- * epoch seconds, and back (UTC, microseconds, "+00:00").  -EINVAL if bad. */
+ * epoch seconds, and back as Python's isoformat() writes it (UTC, ".ffffff"
+ * only when non-zero, "+00:00"; "" outside years 1..9999).  -EINVAL if bad. */
 int kiln__celery_parse_time(const char *iso, double *epoch);
 void kiln__celery_format_time(double epoch, char *buf, size_t len);
 

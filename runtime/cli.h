@@ -15,6 +15,9 @@ int kiln__cmd_run(int argc, char **argv);
 int kiln__cmd_plugins(int argc, char **argv);
 int kiln__cmd_sandbox_check(int argc, char **argv);
 int kiln__cmd_worker(int argc, char **argv);
+int kiln__cmd_submit(int argc, char **argv);
+int kiln__cmd_status(int argc, char **argv);
+int kiln__cmd_dlq(int argc, char **argv);
 
 /* Print "kiln: <message>" on stderr. */
 void kiln__cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

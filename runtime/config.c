@@ -8,6 +8,7 @@
  * configuration is left as it was.
  */
 #include "config.h"
+
 #include "parse.h"
 
 #include <ctype.h>
@@ -19,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_CONFIG_BYTES (1u << 20)
@@ -33,8 +33,8 @@ typedef struct loader {
     size_t errlen;
 } loader_t;
 
-static int
-fail(loader_t *l, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(loader_t *l, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 fail(loader_t *l, const char *key, const char *fmt, ...)
@@ -133,6 +133,9 @@ unknown_key(loader_t *l, const char *key, const char *name, const char *const *k
 
     for (i = 0; known[i]; i++) {
         d = edit_distance(name, known[i]);
+        /* "plugins_dir" for "plugins", "max_retries_count" for "max_retries" */
+        if (d > 2 && strlen(known[i]) >= 4 && strncmp(name, known[i], strlen(known[i])) == 0)
+            d = 2;
         if (d < best) {
             best = d;
             hint = known[i];
@@ -197,8 +200,9 @@ get_int(loader_t *l, const char *key, const json_t *v, json_int_t min, json_int_
     json_int_t i;
 
     if (!json_is_integer(v))
-        return fail(l, key, "must be a whole number from %" JSON_INTEGER_FORMAT
-                            " to %" JSON_INTEGER_FORMAT ", %s",
+        return fail(l, key,
+                    "must be a whole number from %" JSON_INTEGER_FORMAT " to %" JSON_INTEGER_FORMAT
+                    ", %s",
                     min, max, got(v, g, sizeof(g)));
     i = json_integer_value(v);
     if (i < min || i > max)
@@ -335,9 +339,9 @@ queue_name_problem(const char *name, size_t len, char *buf, size_t buflen)
 
 /* --- sections -------------------------------------------------------------- */
 
-static const char *const pool_keys[] = {"profile",         "concurrency", "memory",
-                                        "max_rss",         "max_tasks_per_child",
-                                        "soft_time_limit", "time_limit",  NULL};
+static const char *const pool_keys[] = {
+    "profile",         "concurrency", "memory", "max_rss", "max_tasks_per_child",
+    "soft_time_limit", "time_limit",  NULL};
 
 static int
 load_pool(loader_t *l, const char *key, const char *name, const json_t *o, kiln__pool_conf_t *p)
@@ -401,8 +405,12 @@ task_defaults(kiln__task_conf_t *t, const char *name)
     t->retry_on_death = 1;
 }
 
-static const char *const task_keys[] = {"max_retries",    "retry_backoff", "retry_backoff_max",
-                                        "retry_jitter",   "retry_on_death", "breaker",
+static const char *const task_keys[] = {"max_retries",
+                                        "retry_backoff",
+                                        "retry_backoff_max",
+                                        "retry_jitter",
+                                        "retry_on_death",
+                                        "breaker",
                                         NULL};
 
 static int
@@ -572,12 +580,14 @@ load_aliases(loader_t *l, const json_t *o, kiln__config_t *c)
         if (check_task_name(l, sub, "the alias", k) < 0)
             return -EINVAL;
         if (!json_is_string(v))
-            return fail(l, sub, "must name the task it runs, as a string such as "
-                                "\"email.send_bulk\", %s",
+            return fail(l, sub,
+                        "must name the task it runs, as a string such as "
+                        "\"email.send_bulk\", %s",
                         got(v, g, sizeof(g)));
         if (!*to)
-            return fail(l, sub, "is an alias to nothing: name the task it runs, such as "
-                                "\"email.send_bulk\"");
+            return fail(l, sub,
+                        "is an alias to nothing: name the task it runs, such as "
+                        "\"email.send_bulk\"");
         if (check_task_name(l, sub, "the target", to) < 0)
             return -EINVAL;
         if (strcmp(k, to) == 0)
@@ -675,13 +685,13 @@ load_url(loader_t *l, const char *key, const json_t *v, char *out, size_t outlen
     return 0;
 }
 
-static const char *const top_keys[] = {
-    "broker",        "result_backend", "password_file",   "plugins",
-    "runtime_dir",   "queues",         "concurrency",     "result_expires",
-    "max_message_size", "heartbeat",   "shutdown_grace",  "unknown_tasks",
-    "poison_deaths", "track_started",  "allow_evicting_redis", "roots",
-    "pools",         "tasks",          "breakers",        "aliases",
-    NULL};
+static const char *const top_keys[] = {"broker",        "result_backend", "password_file",
+                                       "plugins",       "runtime_dir",    "queues",
+                                       "concurrency",   "result_expires", "max_message_size",
+                                       "heartbeat",     "shutdown_grace", "unknown_tasks",
+                                       "poison_deaths", "track_started",  "allow_evicting_redis",
+                                       "roots",         "pools",          "tasks",
+                                       "breakers",      "aliases",        NULL};
 
 static int
 load_top(loader_t *l, const json_t *root, kiln__config_t *c)
@@ -845,8 +855,8 @@ kiln__config_load(kiln__config_t *c, const char *path, char *err, size_t errlen)
     kiln__config_t *tmp;
     json_error_t jerr;
     json_t *root;
-    char *buf;
-    size_t n;
+    char *buf = NULL;
+    size_t n = 0;
     int rc;
 
     rc = read_file(path, &buf, &n, err, errlen);
@@ -968,165 +978,4 @@ kiln__config_alias(const kiln__config_t *c, const char *task)
             return c->aliases[i].to;
     }
     return NULL;
-}
-
-/* First line of a password file, bounded. */
-static int
-read_password_file(const char *path, const char *origin, kiln__redis_url_t *u, char *err,
-                   size_t errlen)
-{
-    char buf[sizeof(u->password) + 2];
-    size_t n = 0, len;
-    int fd, e;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        e = errno;
-        snprintf(err, errlen, "password file %s (%s): %s", path, origin, strerror(e));
-        return -e;
-    }
-    while (n < sizeof(buf) - 1) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            e = errno;
-            close(fd);
-            snprintf(err, errlen, "password file %s (%s): %s", path, origin, strerror(e));
-            return -e;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (memchr(buf, '\n', n))
-            break;
-    }
-    close(fd);
-    buf[n] = '\0';
-    len = strcspn(buf, "\r\n");
-    buf[len] = '\0';
-    if (len == 0) {
-        snprintf(err, errlen, "password file %s (%s): the first line is empty", path, origin);
-        return -EINVAL;
-    }
-    if (len >= sizeof(u->password)) {
-        snprintf(err, errlen, "password file %s (%s): the password is longer than %zu bytes",
-                 path, origin, sizeof(u->password) - 1);
-        return -EINVAL;
-    }
-    memcpy(u->password, buf, len + 1);
-    return 0;
-}
-
-int
-kiln__config_password(const kiln__config_t *c, kiln__redis_url_t *u, char *err, size_t errlen)
-{
-    const char *env = getenv("KILN_REDIS_PASSWORD");
-    const char *file = getenv("KILN_REDIS_PASSWORD_FILE");
-
-    if (u->password[0])
-        return 0;
-    if (env && *env) {
-        if (strlen(env) >= sizeof(u->password)) {
-            snprintf(err, errlen, "$KILN_REDIS_PASSWORD is longer than %zu bytes",
-                     sizeof(u->password) - 1);
-            return -EINVAL;
-        }
-        snprintf(u->password, sizeof(u->password), "%s", env);
-        return 0;
-    }
-    if (file && *file)
-        return read_password_file(file, "$KILN_REDIS_PASSWORD_FILE", u, err, errlen);
-    if (c && c->password_file[0])
-        return read_password_file(c->password_file, c->file[0] ? c->file : "password_file", u,
-                                  err, errlen);
-    return 0;
-}
-
-const char *
-kiln__config_embedded_socket(const kiln__config_t *c, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/redis.sock", c->runtime_dir);
-    return buf;
-}
-
-int
-kiln__config_broker(const kiln__config_t *c, const char *arg, kiln__redis_url_t *u, int *embedded,
-                    char *err, size_t errlen)
-{
-    const char *env = getenv("KILN_BROKER_URL");
-    char why[768];
-
-    if (embedded)
-        *embedded = 0;
-    if (arg && *arg) {
-        if (kiln__redis_url_parse(arg, u, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "--broker: %s", why);
-            return -EINVAL;
-        }
-        if (u->password[0]) {
-            memset(u->password, 0, sizeof(u->password));
-            snprintf(err, errlen,
-                     "--broker: the URL holds a password, and a command line is visible to "
-                     "every user of this machine; put the URL in $KILN_BROKER_URL instead, or "
-                     "the password in $KILN_REDIS_PASSWORD or a password file "
-                     "($KILN_REDIS_PASSWORD_FILE, or password_file in the config)");
-            return -EPERM;
-        }
-    } else if (env && *env) {
-        if (kiln__redis_url_parse(env, u, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "$KILN_BROKER_URL: %s", why);
-            return -EINVAL;
-        }
-    } else if (c->broker[0]) {
-        if (kiln__redis_url_parse(c->broker, u, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s: broker: %s", c->file[0] ? c->file : "config", why);
-            return -EINVAL;
-        }
-    } else {
-        memset(u, 0, sizeof(*u));
-        u->unix_socket = 1;
-        if (strlen(c->runtime_dir) + sizeof("/redis.sock") > sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            snprintf(err, errlen,
-                     "runtime_dir %s is too long for the embedded broker's unix socket "
-                     "(%zu bytes at most)",
-                     c->runtime_dir, sizeof(((struct sockaddr_un *)0)->sun_path) - sizeof("/redis.sock"));
-            return -ENAMETOOLONG;
-        }
-        kiln__config_embedded_socket(c, u->path, sizeof(u->path));
-        if (embedded)
-            *embedded = 1;
-    }
-    return kiln__config_password(c, u, err, errlen);
-}
-
-int
-kiln__config_backend(const kiln__config_t *c, const char *arg, const kiln__redis_url_t *broker,
-                     kiln__redis_url_t *u, char *err, size_t errlen)
-{
-    char why[768];
-
-    if (arg && *arg) {
-        if (kiln__redis_url_parse(arg, u, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "--result-backend: %s", why);
-            return -EINVAL;
-        }
-        if (u->password[0]) {
-            memset(u->password, 0, sizeof(u->password));
-            snprintf(err, errlen,
-                     "--result-backend: the URL holds a password, and a command line is "
-                     "visible to every user of this machine; put the password in "
-                     "$KILN_REDIS_PASSWORD or a password file instead");
-            return -EPERM;
-        }
-    } else if (c->result_backend[0]) {
-        if (kiln__redis_url_parse(c->result_backend, u, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s: result_backend: %s", c->file[0] ? c->file : "config", why);
-            return -EINVAL;
-        }
-    } else {
-        *u = *broker;
-        return 0;
-    }
-    return kiln__config_password(c, u, err, errlen);
 }

@@ -15,6 +15,9 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  worker                 consume Celery tasks from Redis with sandboxed pools\n"
+    "  submit TASK            send a task in Celery's format (--wait for its result)\n"
+    "  status                 queue depths, workers and their in-flight tasks, dead letters\n"
+    "  dlq list|requeue|purge the dead-letter list\n"
     "  run PLUGIN.so TASK     run one task (or --batch FILE) in a sandboxed child, no broker\n"
     "  plugins DIR            list the plugins in DIR, their tasks and policies\n"
     "  sandbox-check          show which protections this machine gives children\n"
@@ -22,7 +25,7 @@ static const char usage[] =
     "Run 'kiln COMMAND --help' for a command's options.\n"
     "\n"
     "exit status: 0 success, 1 task failed, 2 usage error, 3 plugin refused,\n"
-    "4 kiln could not set up its sandbox.\n";
+    "4 kiln could not set up its sandbox or reach the broker.\n";
 
 int
 main(int argc, char **argv)
@@ -48,6 +51,12 @@ main(int argc, char **argv)
         return kiln__cmd_plugins(argc - 1, argv + 1);
     if (strcmp(cmd, "worker") == 0)
         return kiln__cmd_worker(argc - 1, argv + 1);
+    if (strcmp(cmd, "submit") == 0)
+        return kiln__cmd_submit(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return kiln__cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "dlq") == 0)
+        return kiln__cmd_dlq(argc - 1, argv + 1);
     if (strcmp(cmd, "sandbox-check") == 0)
         return kiln__cmd_sandbox_check(argc - 1, argv + 1);
     kiln__cli_error("unknown command \"%s\"; run 'kiln --help' for the list", cmd);

@@ -32,8 +32,7 @@ now_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void
-set_error(kiln__redis_sync_t *r, int code, int io, const char *fmt, ...)
+static void set_error(kiln__redis_sync_t *r, int code, int io, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -81,19 +80,25 @@ check(kiln__redis_sync_t *r, redisReply *reply)
 }
 
 redisReply *
+kiln__redis_sync_vcommand(kiln__redis_sync_t *r, const char *fmt, va_list ap)
+{
+    if (!r->ctx || r->ctx->err) {
+        set_io_error(r);
+        return NULL;
+    }
+    return check(r, redisvCommand(r->ctx, fmt, ap));
+}
+
+redisReply *
 kiln__redis_sync_command(kiln__redis_sync_t *r, const char *fmt, ...)
 {
     va_list ap;
     redisReply *reply;
 
-    if (!r->ctx || r->ctx->err) {
-        set_io_error(r);
-        return NULL;
-    }
     va_start(ap, fmt);
-    reply = redisvCommand(r->ctx, fmt, ap);
+    reply = kiln__redis_sync_vcommand(r, fmt, ap);
     va_end(ap);
-    return check(r, reply);
+    return reply;
 }
 
 redisReply *
@@ -226,8 +231,8 @@ handshake(kiln__redis_sync_t *r, const kiln__redis_url_t *u)
         }
         if (reply->type == REDIS_REPLY_ERROR) {
             int noauth = strncmp(reply->str, "NOAUTH", 6) == 0;
-            set_error(r, noauth ? -EACCES : -EINVAL, 0, "the broker at %s refused database %d: %s%s",
-                      r->addr, u->db, reply->str,
+            set_error(r, noauth ? -EACCES : -EINVAL, 0,
+                      "the broker at %s refused database %d: %s%s", r->addr, u->db, reply->str,
                       noauth ? " (give the password in $KILN_REDIS_PASSWORD, a password file or "
                                "$KILN_BROKER_URL)"
                              : "");

@@ -15,14 +15,15 @@
 #include "config.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef struct kiln__redis_sync {
-    redisContext *ctx;  /* hiredis context (owned); NULL once closed */
+    redisContext *ctx;        /* hiredis context (owned); NULL once closed */
     char addr[PATH_MAX + 64]; /* the URL without its password, for messages */
-    int err;            /* 0, or the negative errno of the last failure */
-    int io_error;       /* 1: the last failure was the connection, not a Redis error reply */
-    char errstr[1024];  /* the last failure, naming addr */
+    int err;                  /* 0, or the negative errno of the last failure */
+    int io_error;             /* 1: the last failure was the connection, not a Redis error reply */
+    char errstr[1024];        /* the last failure, naming addr */
 } kiln__redis_sync_t;
 
 /* Connect (TCP or unix socket) within connect_timeout seconds, then AUTH
@@ -39,6 +40,7 @@ void kiln__redis_sync_close(kiln__redis_sync_t *r);
  * freeReplyObject), or NULL on a connection failure or an error reply
  * (r->err, r->errstr say which). */
 redisReply *kiln__redis_sync_command(kiln__redis_sync_t *r, const char *fmt, ...);
+redisReply *kiln__redis_sync_vcommand(kiln__redis_sync_t *r, const char *fmt, va_list ap);
 /* The same with an argument vector (binary-safe). */
 redisReply *kiln__redis_sync_argv(kiln__redis_sync_t *r, int argc, const char **argv,
                                   const size_t *argvlen);

@@ -24,8 +24,8 @@
 
 enum { SCHEME_TCP, SCHEME_SOCKET, SCHEME_UNIX };
 
-static int
-bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 bad(char *err, size_t errlen, const char *fmt, ...)
@@ -106,16 +106,18 @@ parse_userinfo(const char *s, size_t n, kiln__redis_url_t *out, char *err, size_
     if (rc == -ENAMETOOLONG)
         return bad(err, errlen, "the user name is longer than %zu bytes", sizeof(out->user) - 1);
     if (rc < 0)
-        return bad(err, errlen, "the user name has a bad %%-escape (write %%XX with two hex "
-                                "digits, not %%00)");
+        return bad(err, errlen,
+                   "the user name has a bad %%-escape (write %%XX with two hex "
+                   "digits, not %%00)");
     if (!colon)
         return 0;
     rc = pct_decode(colon + 1, n - ulen - 1, out->password, sizeof(out->password));
     if (rc == -ENAMETOOLONG)
         return bad(err, errlen, "the password is longer than %zu bytes", sizeof(out->password) - 1);
     if (rc < 0)
-        return bad(err, errlen, "the password has a bad %%-escape (write %%XX with two hex "
-                                "digits, not %%00)");
+        return bad(err, errlen,
+                   "the password has a bad %%-escape (write %%XX with two hex "
+                   "digits, not %%00)");
     return 0;
 }
 
@@ -154,7 +156,8 @@ parse_hostport(const char *s, size_t n, kiln__redis_url_t *out, char *err, size_
         for (i = 0; i < hlen; i++) {
             unsigned char c = (unsigned char)s[i];
             if (!isalnum(c) && c != '.' && c != '-' && c != '_')
-                return bad(err, errlen, "the host name has a character '%c' a host name cannot hold",
+                return bad(err, errlen,
+                           "the host name has a character '%c' a host name cannot hold",
                            isprint(c) ? c : '?');
         }
     }
@@ -247,12 +250,14 @@ kiln__redis_url_parse(const char *url, kiln__redis_url_t *out, char *err, size_t
     snprintf(out->host, sizeof(out->host), "127.0.0.1");
     out->port = 6379;
     if (!url || !*url)
-        return bad(err, errlen, "empty (expected redis://host:port/db or "
-                                "redis+socket:///path/to.sock)");
+        return bad(err, errlen,
+                   "empty (expected redis://host:port/db or "
+                   "redis+socket:///path/to.sock)");
     sep = strstr(url, "://");
     if (!sep)
-        return bad(err, errlen, "no scheme (expected redis://host:port/db, "
-                                "redis+socket:///path/to.sock or unix:///path/to.sock)");
+        return bad(err, errlen,
+                   "no scheme (expected redis://host:port/db, "
+                   "redis+socket:///path/to.sock or unix:///path/to.sock)");
     slen = (size_t)(sep - url);
     if (slen == 5 && strncasecmp(url, "redis", 5) == 0)
         scheme = SCHEME_TCP;
@@ -261,9 +266,10 @@ kiln__redis_url_parse(const char *url, kiln__redis_url_t *out, char *err, size_t
     else if (slen == 4 && strncasecmp(url, "unix", 4) == 0)
         scheme = SCHEME_UNIX;
     else if (slen == 6 && strncasecmp(url, "rediss", 6) == 0)
-        return bad(err, errlen, "rediss:// (Redis over TLS) is not supported by this build of "
-                                "kiln; use redis:// on a trusted network, a unix socket, or a "
-                                "TLS tunnel");
+        return bad(err, errlen,
+                   "rediss:// (Redis over TLS) is not supported by this build of "
+                   "kiln; use redis:// on a trusted network, a unix socket, or a "
+                   "TLS tunnel");
     else
         return bad(err, errlen,
                    "unsupported scheme \"%.*s\" (kiln talks to Redis only: redis://, "
@@ -271,8 +277,9 @@ kiln__redis_url_parse(const char *url, kiln__redis_url_t *out, char *err, size_t
                    (int)(slen > 32 ? 32 : slen), url);
     rest = sep + 3;
     if (strchr(rest, '#'))
-        return bad(err, errlen, "a URL fragment ('#') is not supported (write '#' in a "
-                                "password as %%23)");
+        return bad(err, errlen,
+                   "a URL fragment ('#') is not supported (write '#' in a "
+                   "password as %%23)");
     for (p = rest; *p; p++) {
         if (iscntrl((unsigned char)*p) || *p == ' ')
             return bad(err, errlen, "contains a space or control character (%%-escape it)");
@@ -294,8 +301,9 @@ kiln__redis_url_parse(const char *url, kiln__redis_url_t *out, char *err, size_t
     }
     plen = query ? (size_t)(query - auth_end) : strlen(auth_end);
     if (!at && strchr(auth_end, '@') && (authlen > 0 || scheme == SCHEME_TCP))
-        return bad(err, errlen, "the user and password end at the first '/' or '?': write '/' "
-                                "as %%2F and '?' as %%3F in a password");
+        return bad(err, errlen,
+                   "the user and password end at the first '/' or '?': write '/' "
+                   "as %%2F and '?' as %%3F in a password");
 
     if (scheme == SCHEME_TCP) {
         rc = parse_hostport(rest, authlen, out, err, errlen);
@@ -358,8 +366,8 @@ put_escaped(char *buf, size_t len, size_t *o, const char *s, const char *keep)
     }
 }
 
-static void
-put(char *buf, size_t len, size_t *o, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t len, size_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 put(char *buf, size_t len, size_t *o, const char *fmt, ...)

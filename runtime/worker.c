@@ -666,7 +666,7 @@ retry_or_fail(kiln__worker_t *w, wjob_t *j, double countdown, const char *exc_ty
     json_t *exc;
 
     kiln__config_task(&w->cfg, j->msg.task, &tc);
-    if (j->msg.retries >= tc.max_retries) {
+    if (j->msg.retries >= (tc.max_retries < 0 ? 3 : tc.max_retries)) {
         char m[1400];
         snprintf(m, sizeof(m), "%s (gave up after %ld retries: %s)", message, j->msg.retries,
                  exc_type);

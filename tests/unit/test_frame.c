@@ -3,7 +3,7 @@
  */
 #include "frame.h"
 
-#include <cmocka.h>
+/* clang-format off: cmocka.h needs these first */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <cmocka.h>
+/* clang-format on */
 
 static void
 encode(uint32_t type, uint32_t len, uint64_t id, unsigned char out[KILN__FRAME_HDR])

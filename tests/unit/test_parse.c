@@ -3,13 +3,15 @@
  */
 #include "parse.h"
 
-#include <cmocka.h>
+/* clang-format off: cmocka.h needs these first */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <cmocka.h>
+/* clang-format on */
 
 static void
 test_sizes(void **state)

@@ -1,0 +1,116 @@
+/* testtasks: the tasks the worker integration tests (tests/integration/worker)
+ * send through Redis.  Every task is deterministic given its arguments; none
+ * keeps state between tasks (a child may run many, or be replaced).
+ *
+ *   t.echo      [..]                  -> the args
+ *   t.mark      [i, seconds]          -> {"i": i}; reports progress 0.5
+ *                                        "ran" first (so every execution of
+ *                                        the handler shows up as a PROGRESS
+ *                                        publish), then sleeps `seconds`
+ *   t.sleep     [seconds]             -> seconds, after sleeping that long
+ *   t.progress  [step]                -> "done"; sleeps step, progress 0.25
+ *                                        "quarter", sleeps, 0.5 "half",
+ *                                        sleeps, 1.0 "finished", sleeps
+ *   t.retry     kwargs {"until": T,   -> "done" once the wall clock passes
+ *               "countdown": C}          epoch second T; before that,
+ *                                        kiln_retry(countdown C, default
+ *                                        0.2).  (A
+ *                                        handler cannot see the retries
+ *                                        header, so the deadline stands in.)
+ *   t.fail      [message]             -> ValueError(message)
+ *   t.crash     []                    -> SIGSEGV in the child
+ */
+#include <kiln/kiln.h>
+#include <signal.h>
+#include <time.h>
+
+static void
+sleep_s(double s)
+{
+    struct timespec ts;
+    if (s <= 0)
+        return;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static double
+arg_num(kiln_ctx_t *ctx, size_t i, double dflt)
+{
+    const json_t *v = json_array_get(kiln_args(ctx), i);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static int
+echo(kiln_ctx_t *ctx)
+{
+    return kiln_set_result(ctx, json_deep_copy(kiln_args(ctx)));
+}
+
+static int
+mark(kiln_ctx_t *ctx)
+{
+    json_t *i = json_array_get(kiln_args(ctx), 0);
+    kiln_progress(ctx, 0.5, "ran");
+    sleep_s(arg_num(ctx, 1, 0));
+    return kiln_set_result(ctx, json_pack("{s:O}", "i", i ? i : json_null()));
+}
+
+static int
+sleep_for(kiln_ctx_t *ctx)
+{
+    double s = arg_num(ctx, 0, 0);
+    sleep_s(s);
+    return kiln_set_result(ctx, json_real(s));
+}
+
+static int
+progress(kiln_ctx_t *ctx)
+{
+    double step = arg_num(ctx, 0, 0.5);
+    sleep_s(step);
+    kiln_progress(ctx, 0.25, "quarter");
+    sleep_s(step);
+    kiln_progress(ctx, 0.5, "half");
+    sleep_s(step);
+    kiln_progress(ctx, 1.0, "finished");
+    sleep_s(step);
+    return kiln_set_result(ctx, json_string("done"));
+}
+
+static int
+retry(kiln_ctx_t *ctx)
+{
+    const json_t *until = json_object_get(kiln_kwargs(ctx), "until");
+    const json_t *cd = json_object_get(kiln_kwargs(ctx), "countdown");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (json_is_number(until) &&
+        (double)now.tv_sec + (double)now.tv_nsec / 1e9 < json_number_value(until))
+        return kiln_retry(ctx, json_is_number(cd) ? json_number_value(cd) : 0.2, "not yet");
+    return kiln_set_result(ctx, json_string("done"));
+}
+
+static int
+fail(kiln_ctx_t *ctx)
+{
+    const char *m = json_string_value(json_array_get(kiln_args(ctx), 0));
+    return kiln_fail(ctx, "ValueError", "%s", m ? m : "failed");
+}
+
+static int
+crash(kiln_ctx_t *ctx)
+{
+    (void)ctx;
+    raise(SIGSEGV);
+    *(volatile int *)0 = 1;
+    return KILN_ERR;
+}
+
+static const kiln_task_t tasks[] = {
+    {"t.echo", echo},   {"t.mark", mark},   {"t.sleep", sleep_for}, {"t.progress", progress},
+    {"t.retry", retry}, {"t.fail", fail},   {"t.crash", crash},     {NULL, NULL}};
+KILN_POLICY(policy, .profile = "compute", .memory_bytes = 64 << 20, .time_limit = 60);
+KILN_PLUGIN(.name = "testtasks", .version = "1.0.0", .tasks = tasks, .policy = &policy);

@@ -1,0 +1,324 @@
+#!/usr/bin/python3
+"""Delivery guarantees of `kiln worker` (issue 3, sections 2, 3 and 9).
+
+At-least-once across a SIGKILLed worker and a restarted Redis, poison
+messages dead-lettered after N child deaths, queue precedence, no hoarding,
+countdown and expires.  Tasks come from Python's Celery client; results are
+read as Celery stores them.
+
+Usage: test_delivery.py [WorkerTest.test_NAME ...]
+"""
+
+import base64
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import WorkerTestCase, log, main, parse_date, wait_until  # noqa: E402
+
+from celery.exceptions import TaskRevokedError  # noqa: E402
+
+
+def task_id_of(raw):
+    return json.loads(raw)["headers"]["id"]
+
+
+class WorkerTest(WorkerTestCase):
+
+    def send_many(self, app, task, argsets, queue=None):
+        ids = []
+        t0 = time.monotonic()
+        with app.producer_or_acquire() as prod:
+            for a in argsets:
+                kw = {"queue": queue} if queue else {}
+                ids.append(app.send_task(task, args=a, producer=prod, **kw).id)
+        log("sent %d %s in %.2f s", len(ids), task, time.monotonic() - t0)
+        return ids
+
+    def metas(self, c, ids):
+        out = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for tid, raw in zip(chunk, c.mget(["celery-task-meta-" + t for t in chunk])):
+                out[tid] = json.loads(raw) if raw else None
+        return out
+
+    def wait_all_success(self, c, ids, timeout):
+        def done():
+            m = self.metas(c, ids)
+            return m if all(v and v["status"] == "SUCCESS" for v in m.values()) else None
+
+        def why():
+            m = self.metas(c, ids)
+            st = {}
+            for v in m.values():
+                k = v["status"] if v else "(no result)"
+                st[k] = st.get(k, 0) + 1
+            return ("every task SUCCESS; now %r; queue %d, eta %d, in flight %r"
+                    % (st, c.llen("celery"), c.zcard("kiln:eta"), self.inflight(c)))
+        return wait_until(done, timeout, why, interval=0.1)
+
+    def count_success(self, c, ids):
+        return sum(1 for v in self.metas(c, ids).values() if v and v["status"] == "SUCCESS")
+
+    # --- at-least-once -------------------------------------------------------
+
+    def test_sigkill_at_least_once(self):
+        srv = self.redis()
+        c = srv.client()
+        plugins = self.plugin_dir("testtasks")
+        cfg = {"heartbeat": 2}
+        app = self.celery(srv)
+        pubs = self.subscribe_results(srv)
+        n = 1000
+        ids = self.send_many(app, "t.mark", [[i, 0.004] for i in range(n)])
+        w1 = self.worker(srv, plugins, config=cfg, args=["--concurrency", "2"])
+        wait_until(lambda: self.count_success(c, ids) >= n * 0.3, 60, "30% done", 0.01)
+        w1.signal(signal.SIGKILL)
+        w1.wait(10)
+        killed_at = time.monotonic()
+        done_before = self.count_success(c, ids)
+        # What the dead worker held: exactly what must come back.
+        held = c.hvals("kiln:inflight:" + w1.wid)
+        held_ids = {task_id_of(m) for m in held}
+        log("SIGKILLed %s after %d of %d done; it held %d message(s) in flight",
+            w1.wid, done_before, n, len(held))
+        self.assertTrue(0 < done_before < n, "killed in the middle")
+        self.assert_no_leftovers("SIGKILL of worker1's supervisor")
+        w2 = self.worker(srv, plugins, config=cfg, args=["--concurrency", "2"])
+        metas = self.wait_all_success(c, ids, 90)
+        log("all %d SUCCESS %.1f s after the kill", n, time.monotonic() - killed_at)
+        for i, tid in enumerate(ids):
+            self.assertEqual(metas[tid]["result"], {"i": i})
+        time.sleep(0.5)  # the last publishes
+        pubs["_stop"]()
+        runs = {t: pubs.get(t, []).count("PROGRESS") for t in ids}
+        succ = {t: pubs.get(t, []).count("SUCCESS") for t in ids}
+        rerun = sorted(t for t in ids if runs[t] > 1)
+        dup_success = sorted(t for t in ids if succ[t] > 1)
+        never = sorted(t for t in ids if runs[t] == 0)
+        print("\nat-least-once: %d tasks, worker SIGKILLed after %d; %d in flight recovered; "
+              "handler ran twice for %d task(s) (duplicates); result written twice for %d; "
+              "lost 0" % (n, done_before, len(held), len(rerun), len(dup_success)))
+        self.assertEqual(never, [], "every task's handler ran")
+        # A task runs twice only if the killed worker held it: re-runs are
+        # the recovered in-flight messages whose first run had started.
+        self.assertTrue(set(rerun) <= held_ids, (rerun, held_ids))
+        # Acks are atomic with the result write: no task completes twice.
+        self.assertEqual(dup_success, [])
+        w2.wait_log(r"recovered %d in-flight message" % len(held), 5)
+        self.assertEqual(c.llen("celery"), 0)
+        self.assertEqual(self.inflight(c), {})
+        self.assertEqual([m.decode() for m in c.zrange("kiln:workers", 0, -1)], [w2.wid])
+        self.assertFalse(c.exists("kiln:worker:" + w1.wid))
+
+    def redis_restart(self, sig, extra=()):
+        srv = self.redis(appendonly=True, extra=extra)
+        c = srv.client()
+        app = self.celery(srv)
+        n = 600
+        ids = self.send_many(app, "t.mark", [[i, 0.005] for i in range(n)])
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "2"])
+        wait_until(lambda: self.count_success(c, ids) >= n * 0.25, 60, "25% done", 0.01)
+        srv.stop(sig)
+        down = time.monotonic()
+        time.sleep(1.5)
+        self.assertTrue(w.alive(), "the worker outlives its Redis")
+        srv.start()
+        log("Redis back after %.1f s with %d queued, %d in flight",
+            time.monotonic() - down, c.llen("celery"), sum(self.inflight(c).values()))
+        metas = self.wait_all_success(c, ids, 90)
+        for i, tid in enumerate(ids):
+            self.assertEqual(metas[tid]["result"], {"i": i})
+        w.wait_log(r"Redis at .* is unreachable", 1)
+        w.wait_log(r"Redis at .* is back", 1)
+        self.assertTrue(w.alive())
+        self.assertEqual(c.llen("celery"), 0)
+        self.assertEqual(self.inflight(c), {})
+        # and it still serves
+        r = app.send_task("t.echo", args=["after"])
+        self.assertEqual(r.get(timeout=20), ["after"])
+
+    def test_redis_restart(self):
+        """SIGTERM: Redis writes its append-only file and exits; restarted on
+        the same socket and directory, it has every queue back."""
+        self.redis_restart(signal.SIGTERM)
+
+    def test_redis_killed_fsync_always(self):
+        """SIGKILL, with appendfsync always: every write Redis confirmed is on
+        disk, so a worker that only trusts confirmed writes loses nothing."""
+        self.redis_restart(signal.SIGKILL, ["--appendfsync", "always"])
+
+    # --- poison ----------------------------------------------------------------
+
+    def poison(self, plugin, task, cause_rx, plugins=("hello",)):
+        srv = self.redis()
+        c = srv.client()
+        cfg = {"poison_deaths": 3,
+               "tasks": {task: {"max_retries": 10, "retry_backoff": 0.1, "retry_jitter": False}}}
+        w = self.worker(srv, self.plugin_dir(plugin, *plugins), config=cfg)
+        app = self.celery(srv)
+        pubs = self.subscribe_results(srv)
+        r = app.send_task(task)
+        with self.assertRaises(Exception) as cm:
+            r.get(timeout=90)
+        e = cm.exception
+        log("Python raised %s.%s: %s", type(e).__module__, type(e).__name__, e)
+        self.assertEqual(r.state, "FAILURE")
+        self.assertRegex(str(e), cause_rx)
+        dlq = self.dlq(c)
+        log("kiln:dlq: %s", json.dumps(dlq, indent=1)[:3000])
+        self.assertEqual(len(dlq), 1)
+        d = dlq[0]
+        self.assertEqual((d["id"], d["task"], d["queue"]), (r.id, task, "celery"))
+        self.assertEqual(len(d["deaths"]), 3, "the history of its 3 deaths")
+        self.assertRegex(d["reason"], r"3 times")
+        self.assertRegex(d["reason"], cause_rx)
+        for death in d["deaths"]:
+            self.assertRegex(death["type"] + ": " + death["message"], cause_rx)
+            self.assertEqual(death["worker"], w.wid)
+        msg = json.loads(d["message"])
+        self.assertEqual(msg["headers"]["id"], r.id)
+        self.assertEqual(msg["headers"]["retries"], 2, "the third attempt was dead-lettered")
+        self.assertEqual(c.llen("kiln:deaths:" + r.id), 3)
+        time.sleep(0.3)
+        self.assertEqual(pubs[r.id], ["STARTED", "RETRY", "STARTED", "RETRY", "STARTED",
+                                      "FAILURE"])
+        self.assertEqual((c.llen("celery"), c.zcard("kiln:eta"), self.inflight(c)), (0, 0, {}))
+        # the worker keeps serving
+        self.assertTrue(w.alive())
+        r2 = app.send_task("hello.echo", args=["still here"])
+        self.assertEqual(r2.get(timeout=20), ["still here"])
+
+    def test_memory_cap_poison(self):
+        self.poison("hostile_malloc_bomb", "malloc_bomb.run", r"(?i)memory")
+
+    def test_crash_poison(self):
+        self.poison("testtasks", "t.crash", r"SIGSEGV")
+
+    # --- fetching ----------------------------------------------------------------
+
+    def test_queue_precedence(self):
+        srv = self.redis()
+        c = srv.client()
+        app = self.celery(srv)
+        # FIFO across queues would run slow first: it was sent first.
+        ids = {}
+        for q in ("slow", "normal", "urgent"):
+            for i in range(5):
+                ids[app.send_task("t.mark", args=["%s%d" % (q, i), 0.02], queue=q).id] = \
+                    "%s%d" % (q, i)
+        self.worker(srv, self.plugin_dir("testtasks"),
+                    args=["--queues", "urgent,normal,slow", "--concurrency", "1"])
+        metas = self.wait_all_success(c, list(ids), 30)
+        order = [ids[t] for t in sorted(ids, key=lambda t: parse_date(metas[t]["date_done"]))]
+        log("execution order: %s", " ".join(order))
+        self.assertEqual(order, ["urgent%d" % i for i in range(5)] +
+                         ["normal%d" % i for i in range(5)] + ["slow%d" % i for i in range(5)])
+        # While busy with a slow task, newly sent urgent work goes next.
+        slow = [app.send_task("t.mark", args=["late-slow%d" % i, 0.5], queue="slow")
+                for i in range(3)]
+        wait_until(lambda: app.AsyncResult(slow[0].id).state in ("STARTED", "PROGRESS"), 10,
+                   "the first slow task to start")
+        normal = app.send_task("t.mark", args=["late-normal", 0.02], queue="normal")
+        urgent = app.send_task("t.mark", args=["late-urgent", 0.02], queue="urgent")
+        rs = {r.id: a for r, a in [(slow[0], "late-slow0"), (slow[1], "late-slow1"),
+                                   (slow[2], "late-slow2"), (normal, "late-normal"),
+                                   (urgent, "late-urgent")]}
+        metas = self.wait_all_success(c, list(rs), 30)
+        order = [rs[t] for t in sorted(rs, key=lambda t: parse_date(metas[t]["date_done"]))]
+        log("execution order: %s", " ".join(order))
+        self.assertEqual(order, ["late-slow0", "late-urgent", "late-normal", "late-slow1",
+                                 "late-slow2"])
+
+    def test_no_hoarding(self):
+        srv = self.redis()
+        c = srv.client()
+        plugins = self.plugin_dir("testtasks")
+        w1 = self.worker(srv, plugins, args=["--concurrency", "1"])
+        w2 = self.worker(srv, plugins, args=["--concurrency", "1"])
+        app = self.celery(srv)
+        t0 = time.monotonic()
+        ids = self.send_many(app, "t.sleep", [[1.0]] * 10)
+        held = {w1.wid: set(), w2.wid: set()}
+        most = {w1.wid: 0, w2.wid: 0}
+        samples = 0
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            p = c.pipeline(transaction=True)
+            for wid in held:
+                p.hvals("kiln:inflight:" + wid)
+            got = p.execute()
+            samples += 1
+            for wid, vals in zip(held, got):
+                most[wid] = max(most[wid], len(vals))
+                held[wid] |= {task_id_of(v) for v in vals}
+            if self.count_success(c, ids) == len(ids):
+                break
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        self.wait_all_success(c, ids, 5)
+        share = {wid: len(s) for wid, s in held.items()}
+        print("\nno hoarding: %d samples; most held at once %r; tasks seen per worker %r; "
+              "10 x 1 s in %.1f s" % (samples, most, share, elapsed))
+        for wid in held:
+            self.assertLessEqual(most[wid], 1, "%s held more than its one child" % wid)
+            self.assertGreaterEqual(share[wid], 1, "%s got no work" % wid)
+        self.assertEqual(held[w1.wid] | held[w2.wid], set(ids))
+        self.assertLess(elapsed, 8.5, "two workers ran them in parallel")
+
+    # --- countdown and expires -------------------------------------------------------
+
+    def test_countdown(self):
+        srv = self.redis()
+        c = srv.client()
+        self.worker(srv, self.plugin_dir("hello"))
+        app = self.celery(srv)
+        sent = datetime.datetime.now(datetime.timezone.utc)
+        t0 = time.monotonic()
+        r = app.send_task("hello.echo", args=["later"], countdown=2)
+        wait_until(lambda: c.zcard("kiln:eta") == 1, 1.5, "the task in kiln:eta")
+        waiting = []
+        while time.monotonic() - t0 < 1.6:
+            waiting.append((c.zcard("kiln:eta"), c.llen("celery"), sum(self.inflight(c).values()),
+                            app.AsyncResult(r.id).state))
+            time.sleep(0.1)
+        log("while waiting (eta, queue, in flight, state): %r", sorted(set(waiting)))
+        self.assertEqual(set(waiting), {(1, 0, 0, "PENDING")},
+                         "it waits in kiln:eta, not in the worker")
+        self.assertEqual(r.get(timeout=10), ["later"])
+        took = time.monotonic() - t0
+        done = parse_date(self.meta(c, r.id)["date_done"]).replace(tzinfo=datetime.timezone.utc)
+        log("ran %.2f s after sending; date_done %s after sent", took, done - sent)
+        self.assertGreaterEqual(done, sent + datetime.timedelta(seconds=2))
+        self.assertLess(took, 3.5)
+        self.assertEqual(c.zcard("kiln:eta"), 0)
+
+    def test_expires(self):
+        srv = self.redis()
+        c = srv.client()
+        self.worker(srv, self.plugin_dir("hello"))
+        app = self.celery(srv)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        past = app.send_task("hello.echo", args=["stale"],
+                             expires=now - datetime.timedelta(seconds=30))
+        with self.assertRaises(TaskRevokedError):
+            past.get(timeout=20)
+        self.assertEqual(past.state, "REVOKED")
+        # expires while it waits for its countdown
+        late = app.send_task("hello.echo", args=["late"], countdown=1.5, expires=0.5)
+        fresh = app.send_task("hello.echo", args=["fresh"], expires=60)
+        self.assertEqual(fresh.get(timeout=20), ["fresh"])
+        with self.assertRaises(TaskRevokedError):
+            late.get(timeout=20)
+        self.assertEqual(late.state, "REVOKED")
+        self.assertEqual((c.llen("celery"), c.zcard("kiln:eta"), self.inflight(c)), (0, 0, {}))
+
+
+if __name__ == "__main__":
+    main()
