@@ -204,7 +204,7 @@ went_down(kiln__broker_t *b, const char *why)
 {
     char where[300];
     snprintf(b->errstr, sizeof(b->errstr), "%s", why);
-    if (!b->warned_down && !b->closing) {
+    if (!b->warned_down && !b->closing && uv_now(b->loop) >= b->quiet_until) {
         kiln__redis_url_format(&b->url, 0, where, sizeof(where));
         kiln__log_warnx("%s: Redis at %s is unreachable (%s); retrying with backoff up to %d s",
                         b->name, where, why, BACKOFF_MAX_MS / 1000);

@@ -52,7 +52,8 @@ struct kiln__broker {
     void (*on_down)(kiln__broker_t *b, const char *why);
     void (*on_closed)(kiln__broker_t *b);
     void *data;
-    char errstr[256]; /* last connection error */
+    uint64_t quiet_until; /* loop time before which failed connects are not logged */
+    char errstr[256];     /* last connection error */
 };
 
 /* Start connecting; returns at once.  0 or -errno. */

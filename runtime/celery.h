@@ -37,9 +37,9 @@ typedef struct kiln__task_msg {
     char root_id[160];
     char parent_id[160];
     char group[160];
-    int priority;           /* properties.priority clamped to 0..9 (kombu), -1 if absent */
+    int priority; /* properties.priority clamped to 0..9 (kombu), -1 if absent */
     char reply_to[160];
-    char routing_key[256];  /* properties.delivery_info.routing_key */
+    char routing_key[256]; /* properties.delivery_info.routing_key */
     char exchange[256];
 } kiln__task_msg_t;
 
@@ -59,18 +59,18 @@ void kiln__celery_msg_free(kiln__task_msg_t *m);
 /* What `kiln submit` (and retries) need to build a protocol-2 message. */
 typedef struct kiln__celery_new {
     const char *task;
-    const char *id;        /* NULL: a new uuid4 is generated */
-    const json_t *args;    /* array, NULL = [] */
-    const json_t *kwargs;  /* object, NULL = {} */
-    const json_t *embed;   /* NULL = {"callbacks":null,"errbacks":null,"chain":null,"chord":null} */
-    const char *queue;     /* routing key, e.g. "celery" */
-    int priority;          /* -1 = none */
+    const char *id;       /* NULL: a new uuid4 is generated */
+    const json_t *args;   /* array, NULL = [] */
+    const json_t *kwargs; /* object, NULL = {} */
+    const json_t *embed;  /* NULL = {"callbacks":null,"errbacks":null,"chain":null,"chord":null} */
+    const char *queue;    /* routing key, e.g. "celery" */
+    int priority;         /* -1 = none */
     long retries;
-    double eta;            /* epoch seconds, 0 = none */
-    double expires;        /* epoch seconds, 0 = none */
-    double soft_time_limit, time_limit; /* 0 = none */
+    double eta;                              /* epoch seconds, 0 = none */
+    double expires;                          /* epoch seconds, 0 = none */
+    double soft_time_limit, time_limit;      /* 0 = none */
     const char *root_id, *parent_id, *group; /* NULL = none (root_id defaults to id) */
-    const char *origin;    /* e.g. "kiln@host" */
+    const char *origin;                      /* e.g. "kiln@host" */
 } kiln__celery_new_t;
 
 /* A malloc'd JSON envelope (NUL-terminated) a Python Celery worker accepts,

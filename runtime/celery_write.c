@@ -8,6 +8,7 @@
 #include "celery.h"
 #include "celery_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -282,12 +283,25 @@ time_or_null(double epoch)
     return buf[0] ? json_string(buf) : json_null();
 }
 
+/* json.dumps() text of v (consumed).  jansson writes "\u00E9" where Python
+ * writes "\u00e9": every backslash in jansson's output starts an escape,
+ * so lowering the four digits after each "\u" is safe. */
 static char *
 dump(json_t *v)
 {
     char *s = v ? json_dumps(v, KILN__CELERY_DUMP_FLAGS) : NULL;
+    char *p;
+    int k;
 
     json_decref(v);
+    for (p = s; p && *p; p++) {
+        if (*p != '\\')
+            continue;
+        p++;
+        if (*p == 'u')
+            for (k = 1; k <= 4 && p[k]; k++)
+                p[k] = (char)tolower((unsigned char)p[k]);
+    }
     return s;
 }
 

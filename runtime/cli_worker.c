@@ -361,10 +361,9 @@ kiln__cmd_worker(int argc, char **argv)
     };
     static wstate_t st;
     const char *broker = NULL, *backend = NULL, *plugins = NULL, *queues = NULL, *config = NULL;
-    const char *env;
     char err[1024], real[PATH_MAX];
     uint64_t u;
-    int c, evict = 0, conc = 0;
+    int c, evict = 0, conc = 0, embedded = 0;
     size_t i;
 
     memset(&st, 0, sizeof(st));
@@ -440,51 +439,11 @@ kiln__cmd_worker(int argc, char **argv)
     }
     snprintf(st.cfg.plugins_dir, sizeof(st.cfg.plugins_dir), "%s", real);
 
-    /* Broker: --broker, else $KILN_BROKER_URL, else the config's, else embedded. */
-    env = getenv("KILN_BROKER_URL");
-    if (broker) {
-        if (kiln__redis_url_parse(broker, &st.broker, err, sizeof(err)) < 0) {
-            kiln__cli_error("--broker: %s", err);
-            return KILN__EXIT_USAGE;
-        }
-        if (st.broker.password[0]) {
-            kiln__cli_error("--broker: refusing a password on the command line (other users can "
-                            "read it in ps); use KILN_BROKER_URL, KILN_REDIS_PASSWORD or the "
-                            "config's password_file");
-            return KILN__EXIT_USAGE;
-        }
-    } else if (env && *env) {
-        if (kiln__redis_url_parse(env, &st.broker, err, sizeof(err)) < 0) {
-            kiln__cli_error("KILN_BROKER_URL: %s", err);
-            return KILN__EXIT_USAGE;
-        }
-        broker = env;
-    } else if (st.cfg.broker[0]) {
-        if (kiln__redis_url_parse(st.cfg.broker, &st.broker, err, sizeof(err)) < 0) {
-            kiln__cli_error("config broker: %s", err);
-            return KILN__EXIT_USAGE;
-        }
-        broker = st.cfg.broker;
-    }
-    if (broker && kiln__config_password(&st.cfg, &st.broker, err, sizeof(err)) < 0) {
-        kiln__cli_error("%s", err);
+    /* Broker: --broker, else $KILN_BROKER_URL, else the config's, else a
+     * private redis-server; results go to the broker unless told otherwise. */
+    if (kiln__config_broker(&st.cfg, broker, &st.broker, &embedded, err, sizeof(err)) < 0) {
+        kiln__cli_error("worker: %s", err);
         return KILN__EXIT_USAGE;
-    }
-    if (!backend && st.cfg.result_backend[0])
-        backend = st.cfg.result_backend;
-    if (backend) {
-        if (kiln__redis_url_parse(backend, &st.backend, err, sizeof(err)) < 0) {
-            kiln__cli_error("--result-backend: %s", err);
-            return KILN__EXIT_USAGE;
-        }
-        if (backend != st.cfg.result_backend && st.backend.password[0]) {
-            kiln__cli_error("--result-backend: refusing a password on the command line");
-            return KILN__EXIT_USAGE;
-        }
-        if (kiln__config_password(&st.cfg, &st.backend, err, sizeof(err)) < 0) {
-            kiln__cli_error("%s", err);
-            return KILN__EXIT_USAGE;
-        }
     }
     if (list_plugins(&st) < 0)
         return KILN__EXIT_USAGE;
@@ -496,19 +455,23 @@ kiln__cmd_worker(int argc, char **argv)
         return KILN__EXIT_SYSTEM;
     }
     kiln__cli_report_sandbox(&st.sup, st.verbose);
-    if (!broker && start_embedded(&st) < 0) {
+    if (embedded && start_embedded(&st) < 0) {
         st.shutting = 1;
         kiln__super_close(&st.sup);
         uv_run(&st.loop, UV_RUN_DEFAULT);
         return KILN__EXIT_SYSTEM;
     }
-    if (!backend)
-        st.backend = st.broker;
+    if (kiln__config_backend(&st.cfg, backend, &st.broker, &st.backend, err, sizeof(err)) < 0) {
+        kiln__cli_error("worker: %s", err);
+        return KILN__EXIT_USAGE;
+    }
     if (kiln__worker_new(&st.loop, &st.cfg, &st.broker, &st.backend, &st.worker, err, sizeof(err)) <
         0) {
         kiln__cli_error("worker: %s", err);
         return KILN__EXIT_USAGE;
     }
+    if (embedded)
+        kiln__worker_quiet_start(st.worker, 3000);
     uv_signal_init(&st.loop, &st.sigterm);
     uv_signal_init(&st.loop, &st.sigint);
     uv_signal_init(&st.loop, &st.sigquit);

@@ -13,22 +13,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KILN__MAX_QUEUES   16
-#define KILN__MAX_POOLS    32
-#define KILN__MAX_TASKCFG  256
-#define KILN__MAX_BREAKERS 64
-#define KILN__MAX_ALIASES  256
+#define KILN__MAX_QUEUES    16
+#define KILN__MAX_POOLS     32
+#define KILN__MAX_TASKCFG   256
+#define KILN__MAX_BREAKERS  64
+#define KILN__MAX_ALIASES   256
 #define KILN__MAX_ROOTS_CFG 16
 
 /* Redis location, from a Celery-style URL. */
 typedef struct kiln__redis_url {
-    int unix_socket;       /* 1: `path` is a unix socket */
-    char host[256];        /* TCP host (default 127.0.0.1) */
-    int port;              /* TCP port (default 6379) */
-    char path[PATH_MAX];   /* unix socket path */
-    int db;                /* database number (default 0) */
-    char user[128];        /* ACL user, "" = default */
-    char password[512];    /* "" = none */
+    int unix_socket;     /* 1: `path` is a unix socket */
+    char host[256];      /* TCP host (default 127.0.0.1) */
+    int port;            /* TCP port (default 6379) */
+    char path[PATH_MAX]; /* unix socket path */
+    int db;              /* database number (default 0) */
+    char user[128];      /* ACL user, "" = default */
+    char password[512];  /* "" = none */
 } kiln__redis_url_t;
 
 /* redis://[[user]:password@]host[:port][/db]
@@ -79,22 +79,23 @@ typedef struct kiln__alias {
 } kiln__alias_t;
 
 typedef struct kiln__config {
-    char broker[1024];          /* URL; "" = embedded redis-server */
-    char result_backend[1024];  /* URL; "" = the broker's */
+    char broker[1024];            /* URL; "" = embedded redis-server */
+    char result_backend[1024];    /* URL; "" = the broker's */
     char password_file[PATH_MAX]; /* file whose first line is the Redis password */
     char plugins_dir[PATH_MAX];
-    char runtime_dir[PATH_MAX]; /* embedded redis, sockets (default /run/kiln or $XDG_RUNTIME_DIR/kiln) */
+    char runtime_dir[PATH_MAX];         /* embedded redis, sockets (default /run/kiln or
+                                           $XDG_RUNTIME_DIR/kiln) */
     char queues[KILN__MAX_QUEUES][128]; /* in precedence order; default {"celery"} */
     int nqueues;
     uint32_t concurrency;       /* default per-pool concurrency, 0 = plugin's / CPUs */
     double result_expires;      /* seconds (default 86400), 0 = never */
     uint64_t max_message_bytes; /* body cap (default 16 MiB) */
-    double heartbeat;           /* seconds before a silent worker's tasks are recovered (default 10) */
-    double shutdown_grace;      /* seconds warm shutdown waits (default 30) */
-    int unknown_task_dlq;       /* "unknown_tasks": "dead-letter" (1, default) or "return" (0) */
-    int poison_deaths;          /* child deaths before a task is dead-lettered (default 3) */
-    int track_started;          /* write STARTED (default 1) */
-    int allow_evicting_redis;   /* override the maxmemory-policy refusal (default 0) */
+    double heartbeat;      /* seconds before a silent worker's tasks are recovered (default 10) */
+    double shutdown_grace; /* seconds warm shutdown waits (default 30) */
+    int unknown_task_dlq;  /* "unknown_tasks": "dead-letter" (1, default) or "return" (0) */
+    int poison_deaths;     /* child deaths before a task is dead-lettered (default 3) */
+    int track_started;     /* write STARTED (default 1) */
+    int allow_evicting_redis; /* override the maxmemory-policy refusal (default 0) */
     char roots[KILN__MAX_ROOTS_CFG][PATH_MAX]; /* allowed roots for task files */
     int nroots;
     kiln__pool_conf_t pools[KILN__MAX_POOLS];
@@ -105,7 +106,7 @@ typedef struct kiln__config {
     int nbreakers;
     kiln__alias_t aliases[KILN__MAX_ALIASES];
     int naliases;
-    char file[PATH_MAX];        /* the config file last loaded, "" = none (for messages) */
+    char file[PATH_MAX]; /* the config file last loaded, "" = none (for messages) */
 } kiln__config_t;
 
 /* Defaults for every field. */

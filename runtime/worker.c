@@ -146,7 +146,8 @@ struct kiln__worker {
     int done_called;
     int pools_closed;
     int unregistering;
-    int failed; /* refused to run (e.g. an evicting Redis) */
+    int failed;        /* refused to run (e.g. an evicting Redis) */
+    uint64_t quiet_ms; /* do not report Redis as down during this start-up time */
     wjob_t *ack_head, *ack_tail;
     unsigned nacks;
     uv_check_t ack_check;
@@ -1437,6 +1438,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
     w->done_arg = arg;
     w->want_conns = 1;
     kiln__broker_open(&w->broker, w->loop, &w->broker_url, "broker");
+    w->broker.quiet_until = uv_now(w->loop) + w->quiet_ms;
     w->broker.data = w;
     w->broker.on_ready = broker_ready;
     w->broker.on_down = broker_down;
@@ -1451,6 +1453,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
         char name[64];
         snprintf(name, sizeof(name), "waiter %d", i);
         kiln__broker_open(&w->waiters[i].conn, w->loop, &w->broker_url, name);
+        w->waiters[i].conn.quiet_until = uv_now(w->loop) + w->quiet_ms;
         w->waiters[i].conn.data = &w->waiters[i];
         w->waiters[i].conn.on_ready = waiter_ready;
         w->waiters[i].conn.on_closed = waiter_closed;
@@ -1475,6 +1478,12 @@ void
 kiln__worker_kick(void *arg)
 {
     maybe_fetch(arg);
+}
+
+void
+kiln__worker_quiet_start(kiln__worker_t *w, uint64_t ms)
+{
+    w->quiet_ms = ms;
 }
 
 const char *

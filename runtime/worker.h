@@ -41,6 +41,9 @@ void kiln__worker_kick(void *arg);
 /* Nonzero if the worker refused to run (the reason was logged). */
 int kiln__worker_failed(const kiln__worker_t *w);
 const char *kiln__worker_id(const kiln__worker_t *w);
+/* Before start: Redis is expected to come up within `ms` (an embedded
+ * redis-server starting); failures to connect are not logged until then. */
+void kiln__worker_quiet_start(kiln__worker_t *w, uint64_t ms);
 void kiln__worker_free(kiln__worker_t *w);
 
 #endif
