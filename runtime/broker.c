@@ -454,7 +454,8 @@ kiln__broker_open(kiln__broker_t *b, uv_loop_t *loop, const kiln__redis_url_t *u
     snprintf(b->name, sizeof(b->name), "%s", name);
     uv_timer_init(loop, &b->retry_timer);
     b->retry_timer.data = b;
-    broker_connect(b);
+    /* Connect from the loop, so the caller can finish setting us up. */
+    uv_timer_start(&b->retry_timer, retry_cb, 0, 0);
     return 0;
 }
 
