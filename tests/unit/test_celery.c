@@ -459,6 +459,29 @@ test_encode_argsrepr_like_saferepr(void **state)
     }
 }
 
+/* Python's ensure_ascii escapes, in lower case, in headers and body. */
+static void
+test_encode_escapes_like_python(void **state)
+{
+    kiln__celery_new_t spec = {0};
+    json_t *args = json_pack("[s]", "caf\xc3\xa9 \\u00E9"), *env;
+    char *text, *body;
+
+    (void)state;
+    spec.task = "t";
+    spec.queue = "celery";
+    spec.args = args;
+    text = kiln__celery_encode(&spec, NULL, 0);
+    assert_non_null(strstr(text, "\"argsrepr\": \"['caf\\u00e9 \\\\u00E9']\""));
+    env = json_loads(text, 0, NULL);
+    body = (char *)json_string_value(json_object_get(env, "body"));
+    /* base64 of '[["caf\u00e9 \\u00E9"], {}, ' */
+    assert_int_equal(strncmp(body, "W1siY2FmXHUwMGU5IFxcdTAwRTkiXSwge30sIH", 38), 0);
+    json_decref(env);
+    json_decref(args);
+    free(text);
+}
+
 static void
 test_encode_long_argsrepr_is_cut(void **state)
 {
@@ -1578,6 +1601,7 @@ main(void)
         cmocka_unit_test(test_encode_envelope_like_celery),
         cmocka_unit_test(test_encode_expires_sets_expiration),
         cmocka_unit_test(test_encode_argsrepr_like_saferepr),
+        cmocka_unit_test(test_encode_escapes_like_python),
         cmocka_unit_test(test_encode_long_argsrepr_is_cut),
         cmocka_unit_test(test_encode_refuses_bad_spec),
         cmocka_unit_test(test_retry_message_bumps_retries_and_eta),
