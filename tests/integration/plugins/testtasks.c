@@ -19,6 +19,9 @@
  *                                        header, so the deadline stands in.)
  *   t.fail      [message]             -> ValueError(message)
  *   t.crash     []                    -> SIGSEGV in the child
+ *   t.now       []                    -> {"t": the wall clock (epoch seconds)
+ *                                        when the handler started}; the
+ *                                        benchmark's latency probe
  */
 #include <kiln/kiln.h>
 #include <signal.h>
@@ -109,8 +112,18 @@ crash(kiln_ctx_t *ctx)
     return KILN_ERR;
 }
 
+static int
+now(kiln_ctx_t *ctx)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return kiln_set_result(ctx,
+                           json_pack("{s:f}", "t", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9));
+}
+
 static const kiln_task_t tasks[] = {
-    {"t.echo", echo},   {"t.mark", mark},   {"t.sleep", sleep_for}, {"t.progress", progress},
-    {"t.retry", retry}, {"t.fail", fail},   {"t.crash", crash},     {NULL, NULL}};
+    {"t.echo", echo},         {"t.mark", mark},   {"t.sleep", sleep_for},
+    {"t.progress", progress}, {"t.retry", retry}, {"t.fail", fail},
+    {"t.crash", crash},       {"t.now", now},     {NULL, NULL}};
 KILN_POLICY(policy, .profile = "compute", .memory_bytes = 64 << 20, .time_limit = 60);
 KILN_PLUGIN(.name = "testtasks", .version = "1.0.0", .tasks = tasks, .policy = &policy);
