@@ -293,6 +293,11 @@ setup_cb(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[300];
         snprintf(why, sizeof(why), "%s", reply->str);
+        if (b->on_refused && (strncmp(why, "WRONGPASS", 9) == 0 || strncmp(why, "NOPERM", 6) == 0 ||
+                              strstr(why, "invalid password") || strstr(why, "invalid username"))) {
+            b->on_refused(b, why);
+            return;
+        }
         b->warned_down = 0; /* a refusal is worth logging every time */
         went_down(b, why);
         redisAsyncDisconnect(ac);

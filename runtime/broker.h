@@ -51,6 +51,8 @@ struct kiln__broker {
     void (*on_ready)(kiln__broker_t *b);
     void (*on_down)(kiln__broker_t *b, const char *why);
     void (*on_closed)(kiln__broker_t *b);
+    /* Redis refused our credentials (AUTH); NULL = keep retrying. */
+    void (*on_refused)(kiln__broker_t *b, const char *why);
     void *data;
     uint64_t quiet_until; /* loop time before which failed connects are not logged */
     char errstr[256];     /* last connection error */

@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #define LOAD_TIMEOUT_MS   30000
-#define PIPELINE_MS       2.0 /* tasks faster than this get one more sent behind them */
 #define MAX_INIT_FAILURES 3
 #define UID_BASE_DEFAULT  61000
 
@@ -81,8 +80,7 @@ struct kiln__pool {
     char broken[1200]; /* set when children cannot start: jobs fail with it */
     char broken_type[64];
     int closing;
-    int finished;  /* every child gone; freed on the next loop turn */
-    double avg_ms; /* moving average of task run time: pipeline when small */
+    int finished; /* every child gone; freed on the next loop turn */
     uv_timer_t grace_timer;
     void (*close_cb)(void *);
     void *close_arg;
@@ -264,9 +262,7 @@ static void
 job_finish(kiln__slot_t *sl, kiln__job_t *job, kiln__outcome_t *o)
 {
     uint64_t now = uv_now(sl->sup->loop);
-    kiln__pool_t *p = sl->pool;
     o->runtime = job->started_ms ? (double)(now - job->started_ms) / 1000.0 : 0;
-    p->avg_ms = p->avg_ms <= 0 ? o->runtime * 1000.0 : p->avg_ms * 0.9 + o->runtime * 100.0;
     if (sl->job == job)
         sl->job = NULL;
     uv_timer_stop(&sl->timer);
@@ -411,6 +407,8 @@ handle_outcome(kiln__slot_t *sl, uint32_t type, json_t *o)
         sl->next_job = NULL;
         next->started_ms = uv_now(sl->sup->loop);
         uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
+        if (next->on_start)
+            next->on_start(next);
         pool_dispatch(sl->pool);
         return;
     }
@@ -704,7 +702,7 @@ slot_exited(kiln__slot_t *sl, int status)
             snprintf(p->info.error_type, sizeof(p->info.error_type), "%s", type);
             snprintf(p->info.error, sizeof(p->info.error), "%s", msg);
             probe_report(p);
-        } else {
+        } else if (!p->closing) {
             p->init_failures++;
             kiln__log_warnx("child %d (slot %u) failed to start: %s: %s", (int)sl->pid, sl->id,
                             type, msg);
@@ -903,6 +901,8 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
     sl->state = SLOT_BUSY;
     job->started_ms = uv_now(sl->sup->loop);
     uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
+    if (job->on_start)
+        job->on_start(job);
     return conn_flush(c);
 }
 
@@ -937,14 +937,14 @@ pool_dispatch(kiln__pool_t *p)
         int rc;
         if (!sl->conn)
             continue;
-        /* First pass: idle children.  Second pass, for pools of fast tasks
-         * only: send one task behind the running one, so the child does not
-         * wait a round trip between tasks. */
+        /* First pass: idle children.  Second pass, for tasks the caller
+         * marked fast only: send one behind the running one, so the child
+         * does not wait a round trip between tasks. */
         if (!behind && sl->state != SLOT_IDLE)
             continue;
         if (behind &&
             (sl->state != SLOT_BUSY || sl->next_job || sl->conn->wbuf || sl->retire_after ||
-             p->qhead->nfds > 0 || p->avg_ms <= 0 || p->avg_ms >= PIPELINE_MS ||
+             p->qhead->nfds > 0 || !p->qhead->fast ||
              (p->cfg.max_tasks_per_child && sl->tasks_done + 2 > p->cfg.max_tasks_per_child)))
             continue;
         job = p->qhead;
@@ -1146,6 +1146,28 @@ unsigned
 kiln__pool_queued(const kiln__pool_t *p)
 {
     return p->queued;
+}
+
+kiln__job_t *
+kiln__pool_unqueue(kiln__pool_t *p)
+{
+    kiln__job_t *list = p->qhead;
+    p->qhead = p->qtail = NULL;
+    p->queued = 0;
+    return list;
+}
+
+uint64_t
+kiln__pool_longest_running(const kiln__pool_t *p)
+{
+    uint64_t now = uv_now(p->sup->loop), longest = 0;
+    uint32_t i;
+    for (i = 0; i < p->nslots; i++) {
+        const kiln__job_t *job = p->slots[i]->job;
+        if (p->slots[i]->state == SLOT_BUSY && job && now - job->started_ms > longest)
+            longest = now - job->started_ms;
+    }
+    return longest;
 }
 
 void

@@ -51,9 +51,11 @@ struct kiln__job {
     int nfds;
     double soft_time_limit; /* seconds; <0 = pool default, 0 = none */
     double time_limit;      /* seconds; <=0 = pool default */
+    int fast;               /* known to take milliseconds: may be sent behind a running task */
     void (*on_progress)(kiln__job_t *job, double fraction, const char *message);
     void (*on_log)(kiln__job_t *job, int level, const char *message);
     void (*on_done)(kiln__job_t *job, const kiln__outcome_t *outcome);
+    void (*on_start)(kiln__job_t *job); /* sent to a child (may be NULL) */
     void *data;
 
     /* Pool-private. */
@@ -123,6 +125,12 @@ int kiln__pool_submit(kiln__pool_t *p, kiln__job_t *job);
 /* Children ready for a task right now, minus queued jobs (never negative). */
 unsigned kiln__pool_idle(const kiln__pool_t *p);
 unsigned kiln__pool_queued(const kiln__pool_t *p);
+/* Take back the jobs still waiting in the pool's own queue (never sent to a
+ * child): the caller owns them again and their callbacks will not run.
+ * Returns them as a list linked by ->next. */
+kiln__job_t *kiln__pool_unqueue(kiln__pool_t *p);
+/* How long (ms) the longest-running current task has run; 0 if none runs. */
+uint64_t kiln__pool_longest_running(const kiln__pool_t *p);
 /* Children that exist (started or running) and children idle right now. */
 void kiln__pool_counts(const kiln__pool_t *p, unsigned *children, unsigned *idle);
 /* Stop: queued jobs fail with "pool closed", running ones finish (or are

@@ -17,20 +17,34 @@
 #define QUEUE_OF(F) "string.sub(" F ", (string.find(" F ", '\\t', 1, true) or 0) + 1)"
 
 /* KEYS: inflight, queue keys in precedence order...
- * ARGV: max messages, first sequence number.
+ * ARGV: messages for idle children (taken whatever they are), messages to
+ * take ahead (only while the next one matches one of the patterns: tasks
+ * known to be fast), first sequence number, patterns...
  * Returns {tag, message, ...}. */
 const char kiln__lua_fetch[] =
-    "local n = tonumber(ARGV[1]) local seq = tonumber(ARGV[2]) local out = {}\n"
+    "local n = tonumber(ARGV[1]) local ahead = tonumber(ARGV[2]) local seq = tonumber(ARGV[3])\n"
+    "local out = {} local took = 0\n"
+    "local function fast(m)\n"
+    "  for j = 4, #ARGV do if string.find(m, ARGV[j], 1, true) then return true end end\n"
+    "  return false\n"
+    "end\n"
     "for i = 2, #KEYS do\n"
-    "  while #out < n * 2 do\n"
-    "    local m = redis.call('RPOP', KEYS[i])\n"
+    "  while took < n + ahead do\n"
+    "    local m\n"
+    "    if took < n then m = redis.call('RPOP', KEYS[i])\n"
+    "    else\n"
+    "      m = redis.call('LINDEX', KEYS[i], -1)\n"
+    "      if m and not fast(m) then return out end\n"
+    "      if m then redis.call('RPOP', KEYS[i]) end\n"
+    "    end\n"
     "    if not m then break end\n"
     "    local tag = seq .. '\\t' .. KEYS[i]\n"
     "    seq = seq + 1\n"
+    "    took = took + 1\n"
     "    redis.call('HSET', KEYS[1], tag, m)\n"
     "    out[#out + 1] = tag out[#out + 1] = m\n"
     "  end\n"
-    "  if #out >= n * 2 then break end\n"
+    "  if took >= n + ahead then break end\n"
     "end\n"
     "return out\n";
 

@@ -66,7 +66,7 @@ static const char *const script_text[S_COUNT] = {
 typedef struct wpool {
     char plugin[64];
     kiln__pool_t *pool;
-    double avg_ms; /* moving average of task run time, for fetch-ahead */
+    int had_fast; /* a task of this pool has run fast FAST_STREAK times in a row */
     kiln__worker_t *w;
     int closing; /* kiln__pool_close called */
     int closed;  /* its close callback ran: the pool is gone */
@@ -130,15 +130,17 @@ struct kiln__worker {
     wpool_t pools[KILN__MAX_POOLS];
     int npools;
     json_t *task_pool; /* task name -> pool index */
+    json_t *fast;      /* task name -> runs in a row under SLOW_MS */
     wjob_t *jobs;      /* every message we hold */
     unsigned njobs;
     unsigned predispatch; /* jobs held but not yet in a pool's queue */
     int fetching;
+    unsigned fetch_n; /* messages the fetch under way asked for idle children */
     int started;
     int stopping; /* 1 warm, 2 cold */
     int closed_conns;
     int want_conns;
-    uv_timer_t hb_timer, eta_timer, recover_timer, grace_timer;
+    uv_timer_t hb_timer, eta_timer, recover_timer, grace_timer, hoard_timer;
     breaker_t *breakers;
     kiln__roots_t roots;
     void (*done)(void *);
@@ -151,11 +153,21 @@ struct kiln__worker {
     wjob_t *ack_head, *ack_tail;
     unsigned nacks;
     uv_check_t ack_check;
+    uv_timer_t ack_timer;
 };
 
-#define ACK_BATCH 256
+#define ACK_BATCH         256
+#define ACK_MIN           16 /* a batch this big goes out at once */
+#define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
+#define FAST_STREAK       32
+#define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
+#define AHEAD             8    /* messages fetched ahead per child of a fast pool */
+#define MAX_FAST_TASKS    64
+#define MAX_FAST_PATTERNS 16
+#define HOARD_CHECK_MS    5
 
 static void maybe_fetch(kiln__worker_t *w);
+static void note_speed(kiln__worker_t *w, struct wpool *wp, const char *task, double ms);
 static void flush_acks(kiln__worker_t *w);
 static void maybe_done(kiln__worker_t *w);
 
@@ -447,6 +459,7 @@ flush_acks(kiln__worker_t *w)
     wjob_t *j;
     int n = 0, nk, i = 0;
 
+    uv_timer_stop(&w->ack_timer);
     if (!w->ack_head)
         return;
     av = malloc(sizeof(*av) * (3 * w->nacks + 2));
@@ -493,9 +506,21 @@ flush_acks(kiln__worker_t *w)
 }
 
 static void
+ack_timer_cb(uv_timer_t *t)
+{
+    flush_acks(t->data);
+}
+
+/* After each loop iteration: send a full batch of acks now, a small one
+ * within ACK_DELAY_MS (more acks then share one script call). */
+static void
 ack_check_cb(uv_check_t *h)
 {
-    flush_acks(h->data);
+    kiln__worker_t *w = h->data;
+    if (w->nacks >= ACK_MIN || (w->nacks && w->stopping))
+        flush_acks(w);
+    else if (w->nacks && !uv_is_active((uv_handle_t *)&w->ack_timer))
+        uv_timer_start(&w->ack_timer, ack_timer_cb, ACK_DELAY_MS, 0);
 }
 
 static void
@@ -764,7 +789,7 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
     kiln__worker_t *w = j->w;
     wpool_t *wp = &w->pools[j->pool];
 
-    wp->avg_ms = wp->avg_ms <= 0 ? o->runtime * 1000.0 : wp->avg_ms * 0.9 + o->runtime * 100.0;
+    note_speed(w, wp, j->job.task, o->runtime * 1000.0);
     if (o->shutdown && w->stopping) {
         requeue(w, j);
         return;
@@ -783,6 +808,14 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
         breaker_record(w, j, 0);
         fail_with(w, j, o->exc_type, o->exc_message);
     }
+}
+
+static void
+on_start(kiln__job_t *job)
+{
+    wjob_t *j = (wjob_t *)job;
+    if (j->w->cfg.track_started)
+        write_state(j->w, j, "STARTED", NULL);
 }
 
 static void
@@ -818,6 +851,8 @@ submit(kiln__worker_t *w, wjob_t *j)
     int rc;
     w->predispatch--;
     j->dispatched = 1;
+    j->job.on_start = on_start;
+    j->job.fast = json_integer_value(json_object_get(w->fast, j->job.task)) >= FAST_STREAK;
     rc = kiln__pool_submit(w->pools[j->pool].pool, &j->job);
     if (rc < 0) {
         j->dispatched = 0;
@@ -827,8 +862,6 @@ submit(kiln__worker_t *w, wjob_t *j)
             fail_with(w, j, "WorkerLostError", "the pool refused the task");
         return;
     }
-    if (w->cfg.track_started)
-        write_state(w, j, "STARTED", NULL);
 }
 
 /* Open the task's files on the thread pool: the loop never waits on disk. */
@@ -1070,28 +1103,77 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
 
 /* ---- fetching ------------------------------------------------------------- */
 
-/* How many messages to fetch: one per idle child, plus, for pools whose
- * tasks take under FAST_MS, a few per child, so that children of very fast
- * tasks do not wait a Redis round trip between tasks.  Slow tasks are never
- * fetched ahead: a message is never held while another worker sits idle. */
-#define FAST_MS 2.0
-#define AHEAD   8
-static unsigned
-capacity(kiln__worker_t *w)
+/* Fetch-ahead.  A message is fetched for an idle child whatever it is.  A
+ * few more per child are fetched ahead only while the next message in the
+ * queue is a task known to be fast (its last FAST_STREAK runs each took under
+ * SLOW_MS, loop jitter included): children of very fast tasks then need no Redis round trip
+ * between tasks, and a slow task is never held while another worker could
+ * run it.  Should a known-fast task turn slow, hoard_cb gives back within
+ * HOARD_CHECK_MS whatever waits behind it. */
+static void
+note_speed(kiln__worker_t *w, wpool_t *wp, const char *task, double ms)
 {
-    long cap = 0;
+    json_t *v = json_object_get(w->fast, task);
+    json_int_t streak = ms < SLOW_MS ? json_integer_value(v) + 1 : 0;
+
+    if (strspn(task, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-") !=
+        strlen(task))
+        return; /* only names that need no JSON escaping can be matched */
+    if (!v && json_object_size(w->fast) >= MAX_FAST_TASKS)
+        return;
+    json_object_set_new(w->fast, task, json_integer(streak));
+    if (streak >= FAST_STREAK)
+        wp->had_fast = 1;
+}
+
+/* Messages for idle children (*ahead: extra ones allowed for fast tasks,
+ * 0 until at least half of that allowance is free, so that fetches ahead
+ * come in batches rather than one message at a time). */
+static unsigned
+capacity(kiln__worker_t *w, unsigned *ahead)
+{
+    long idle_total = 0, allowed = 0, held = (long)w->predispatch, n, ahead_cap = 0;
     int i;
     for (i = 0; i < w->npools; i++) {
         unsigned children, idle;
-        long want;
         kiln__pool_counts(w->pools[i].pool, &children, &idle);
-        want = (long)idle;
-        if (w->pools[i].avg_ms > 0 && w->pools[i].avg_ms < FAST_MS)
-            want += (long)children * AHEAD;
-        cap += want - (long)kiln__pool_queued(w->pools[i].pool);
+        idle_total += (long)idle;
+        allowed += (long)idle + (w->pools[i].had_fast ? (long)children * AHEAD : 0);
+        ahead_cap += w->pools[i].had_fast ? (long)children * AHEAD : 0;
+        held += (long)kiln__pool_queued(w->pools[i].pool);
     }
-    cap -= (long)w->predispatch;
-    return cap > 0 ? (unsigned)cap : 0;
+    n = idle_total - held;
+    if (n < 0)
+        n = 0;
+    allowed -= held + n;
+    *ahead = allowed > 0 && (n > 0 || 2 * allowed >= ahead_cap) ? (unsigned)allowed : 0;
+    return (unsigned)n;
+}
+
+static void
+hoard_cb(uv_timer_t *t)
+{
+    kiln__worker_t *w = t->data;
+    int i, waiting = 0;
+
+    for (i = 0; i < w->npools; i++) {
+        wpool_t *wp = &w->pools[i];
+        kiln__job_t *job;
+        waiting += kiln__pool_queued(wp->pool) > 0;
+        if (!kiln__pool_queued(wp->pool) ||
+            kiln__pool_longest_running(wp->pool) < (uint64_t)SLOW_MS)
+            continue;
+        job = kiln__pool_unqueue(wp->pool);
+        while (job) {
+            wjob_t *j = (wjob_t *)job;
+            job = job->next;
+            j->dispatched = 0;
+            json_object_set_new(w->fast, j->job.task, json_integer(0)); /* not fast now */
+            requeue(w, j);
+        }
+    }
+    if (!waiting)
+        uv_timer_stop(t); /* restarted when a fetch leaves messages waiting */
 }
 
 static void arm_waiters(kiln__worker_t *w);
@@ -1116,10 +1198,14 @@ fetch_cb(kiln__broker_t *b, redisReply *r, void *data)
             continue;
         take(w, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
     }
-    if (r->elements == 0) {
-        w->armed = 1;
+    for (i = 0; i < (size_t)w->npools; i++) {
+        if (kiln__pool_queued(w->pools[i].pool) && !uv_is_active((uv_handle_t *)&w->hoard_timer))
+            uv_timer_start(&w->hoard_timer, hoard_cb, HOARD_CHECK_MS, HOARD_CHECK_MS);
+    }
+    if (r->elements == 0 && w->fetch_n > 0) {
+        w->armed = 1; /* nothing even for an idle child: wait for the queues */
         arm_waiters(w);
-    } else {
+    } else if (r->elements > 0) {
         w->armed = 0;
         maybe_fetch(w);
     }
@@ -1128,29 +1214,47 @@ fetch_cb(kiln__broker_t *b, redisReply *r, void *data)
 static void
 maybe_fetch(kiln__worker_t *w)
 {
-    char k1[200], max[16], seq[32];
-    const char *av[3 + MAX_WAITERS + 2];
-    unsigned cap;
-    int i, n = 0;
+    char k1[200], nbuf[16], abuf[16], seq[32], pats[MAX_FAST_PATTERNS][300];
+    const char *av[1 + MAX_WAITERS + 3 + MAX_FAST_PATTERNS];
+    unsigned n, ahead;
+    int i, k = 0, np = 0;
+    const char *name;
+    json_t *v;
 
     if (!w->started || w->stopping || w->fetching || !w->broker.ready)
         return;
-    cap = capacity(w);
-    if (cap == 0)
+    n = capacity(w, &ahead);
+    if (n > MAX_FETCH)
+        n = MAX_FETCH;
+    if (ahead > MAX_FETCH - n)
+        ahead = MAX_FETCH - n;
+    json_object_foreach(w->fast, name, v)
+    {
+        if (json_integer_value(v) >= FAST_STREAK && np < MAX_FAST_PATTERNS)
+            snprintf(pats[np++], sizeof(pats[0]), "\"task\": \"%s\"", name);
+    }
+    if (np == 0)
+        ahead = 0;
+    if (n == 0 && ahead == 0)
         return;
-    if (cap > MAX_FETCH)
-        cap = MAX_FETCH;
+    /* Acks first: Redis then never sees more in flight than we hold. */
+    flush_acks(w);
     key_inflight(w, k1, sizeof(k1));
-    av[n++] = k1;
+    av[k++] = k1;
     for (i = 0; i < w->nwaiters; i++)
-        av[n++] = w->waiters[i].key;
-    snprintf(max, sizeof(max), "%u", cap);
+        av[k++] = w->waiters[i].key;
+    snprintf(nbuf, sizeof(nbuf), "%u", n);
+    snprintf(abuf, sizeof(abuf), "%u", ahead);
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)w->seq);
-    w->seq += cap;
-    av[n++] = max;
-    av[n++] = seq;
+    w->seq += n + ahead;
+    av[k++] = nbuf;
+    av[k++] = abuf;
+    av[k++] = seq;
+    for (i = 0; i < np; i++)
+        av[k++] = pats[i];
     w->fetching = 1;
-    if (script(w, &w->broker, 0, S_FETCH, fetch_cb, w, 1 + w->nwaiters, 2, av, NULL) < 0)
+    w->fetch_n = n;
+    if (script(w, &w->broker, 0, S_FETCH, fetch_cb, w, 1 + w->nwaiters, 3 + np, av, NULL) < 0)
         w->fetching = 0;
 }
 
@@ -1339,6 +1443,20 @@ broker_ready(kiln__broker_t *b)
 }
 
 static void
+broker_refused(kiln__broker_t *b, const char *why)
+{
+    kiln__worker_t *w = b->data;
+    char where[300];
+    kiln__redis_url_format(&w->broker_url, 0, where, sizeof(where));
+    kiln__log(KILN__LOG_ERROR,
+              "Redis at %s refused kiln's credentials (%s): check the user and the password "
+              "($KILN_REDIS_PASSWORD, KILN_BROKER_URL or password_file); stopping",
+              where, why);
+    w->failed = 1;
+    kiln__worker_shutdown(w, 1);
+}
+
+static void
 broker_down(kiln__broker_t *b, const char *why)
 {
     kiln__worker_t *w = b->data;
@@ -1365,6 +1483,7 @@ kiln__worker_new(uv_loop_t *loop, const kiln__config_t *cfg, const kiln__redis_u
     w->backend_url = *backend;
     w->same_backend = memcmp(broker, backend, sizeof(*broker)) == 0;
     w->task_pool = json_object();
+    w->fast = json_object();
     if (gethostname(w->host, sizeof(w->host)) < 0)
         snprintf(w->host, sizeof(w->host), "localhost");
     w->host[sizeof(w->host) - 1] = '\0';
@@ -1442,6 +1561,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
     w->broker.data = w;
     w->broker.on_ready = broker_ready;
     w->broker.on_down = broker_down;
+    w->broker.on_refused = broker_refused;
     w->broker.on_closed = conn_closed;
     if (!w->same_backend) {
         kiln__broker_open(&w->backend, w->loop, &w->backend_url, "result backend");
@@ -1461,12 +1581,16 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
     }
     uv_check_init(w->loop, &w->ack_check);
     w->ack_check.data = w;
+    uv_timer_init(w->loop, &w->ack_timer);
+    w->ack_timer.data = w;
     uv_check_start(&w->ack_check, ack_check_cb);
     uv_timer_init(w->loop, &w->hb_timer);
     uv_timer_init(w->loop, &w->eta_timer);
     uv_timer_init(w->loop, &w->recover_timer);
     uv_timer_init(w->loop, &w->grace_timer);
+    uv_timer_init(w->loop, &w->hoard_timer);
     w->hb_timer.data = w->eta_timer.data = w->recover_timer.data = w->grace_timer.data = w;
+    w->hoard_timer.data = w;
     uv_timer_start(&w->hb_timer, hb_cb, (uint64_t)(w->cfg.heartbeat * 1000.0 / 3.0),
                    (uint64_t)(w->cfg.heartbeat * 1000.0 / 3.0));
     uv_timer_start(&w->eta_timer, eta_cb, ETA_INTERVAL_MS, ETA_INTERVAL_MS);
@@ -1556,6 +1680,8 @@ maybe_done(kiln__worker_t *w)
         uv_close((uv_handle_t *)&w->recover_timer, NULL);
         uv_close((uv_handle_t *)&w->grace_timer, NULL);
         uv_close((uv_handle_t *)&w->ack_check, NULL);
+        uv_close((uv_handle_t *)&w->ack_timer, NULL);
+        uv_close((uv_handle_t *)&w->hoard_timer, NULL);
         if (w->done)
             w->done(w->done_arg);
     }
@@ -1628,5 +1754,6 @@ kiln__worker_free(kiln__worker_t *w)
     }
     kiln__roots_free(&w->roots);
     json_decref(w->task_pool);
+    json_decref(w->fast);
     free(w);
 }
