@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages kiln builds and tests with.  Add to this list, nowhere else.
 APT_PACKAGES=(
     build-essential cmake pkg-config
-    libuv1-dev libhiredis-dev libjansson-dev libseccomp-dev # kiln itself
+    libuv1-dev libhiredis-dev libjansson-dev libseccomp-dev zlib1g-dev # kiln itself
     libcmocka-dev                                           # C unit tests
     redis-server python3-celery python3-redis               # integration tests
     clang libclang-rt-14-dev                                # sanitizers and libFuzzer
