@@ -5,6 +5,8 @@
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include <jansson.h>
+
 #define KILN__EXIT_OK      0 /* the task (or every task) succeeded */
 #define KILN__EXIT_FAILED  1 /* a task failed; the cause is on stderr */
 #define KILN__EXIT_USAGE   2 /* bad command line or input */
@@ -18,6 +20,10 @@ int kiln__cmd_worker(int argc, char **argv);
 int kiln__cmd_submit(int argc, char **argv);
 int kiln__cmd_status(int argc, char **argv);
 int kiln__cmd_dlq(int argc, char **argv);
+
+/* Parse --args (want_array) or --kwargs JSON into *out (replacing it); on
+ * error prints a message naming the option and the cause and returns -1. */
+int kiln__cli_json_arg(const char *opt, const char *text, int want_array, json_t **out);
 
 /* Print "kiln: <message>" on stderr. */
 void kiln__cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

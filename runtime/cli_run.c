@@ -266,26 +266,6 @@ on_signal(uv_signal_t *h, int signum)
 }
 
 static int
-parse_json_arg(const char *opt, const char *text, int want_array, json_t **out)
-{
-    json_error_t jerr;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
-    if (!v) {
-        kiln__cli_error("%s: invalid JSON at line %d column %d: %s", opt, jerr.line, jerr.column,
-                        jerr.text);
-        return -1;
-    }
-    if (want_array ? !json_is_array(v) : !json_is_object(v)) {
-        kiln__cli_error("%s must be a JSON %s, got %s", opt, want_array ? "array" : "object", text);
-        json_decref(v);
-        return -1;
-    }
-    json_decref(*out);
-    *out = v;
-    return 0;
-}
-
-static int
 add_file(run_state_t *st, const kiln__roots_t *roots, const char *spec, int mode)
 {
     const char *eq = strchr(spec, '=');
@@ -440,11 +420,11 @@ kiln__cmd_run(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (c) {
         case OPT_ARGS:
-            if (parse_json_arg("--args", optarg, 1, &st.args) < 0)
+            if (kiln__cli_json_arg("--args", optarg, 1, &st.args) < 0)
                 return KILN__EXIT_USAGE;
             break;
         case OPT_KWARGS:
-            if (parse_json_arg("--kwargs", optarg, 0, &st.kwargs) < 0)
+            if (kiln__cli_json_arg("--kwargs", optarg, 0, &st.kwargs) < 0)
                 return KILN__EXIT_USAGE;
             break;
         case OPT_FILE:

@@ -29,7 +29,6 @@
 #define META_PREFIX    "celery-task-meta-"
 #define POLL_INTERVAL  2.0  /* seconds between GETs while subscribed (a missed PUBLISH) */
 #define PENDING_HINT   10.0 /* seconds of PENDING before saying nothing consumes it */
-#define MAX_ARGS_BYTES (64u << 20)
 
 static const char submit_usage[] =
     "usage: kiln submit TASK [options]\n"
@@ -94,32 +93,6 @@ now_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-parse_json_arg(const char *opt, const char *text, int want_array, json_t **out)
-{
-    json_error_t jerr;
-    json_t *v;
-
-    if (strlen(text) > MAX_ARGS_BYTES) {
-        kiln__cli_error("%s: larger than %u MB", opt, MAX_ARGS_BYTES >> 20);
-        return -1;
-    }
-    v = json_loads(text, JSON_DECODE_ANY, &jerr);
-    if (!v) {
-        kiln__cli_error("%s: invalid JSON at line %d column %d: %s", opt, jerr.line, jerr.column,
-                        jerr.text);
-        return -1;
-    }
-    if (want_array ? !json_is_array(v) : !json_is_object(v)) {
-        kiln__cli_error("%s must be a JSON %s, got %s", opt, want_array ? "array" : "object", text);
-        json_decref(v);
-        return -1;
-    }
-    json_decref(*out);
-    *out = v;
-    return 0;
 }
 
 static int
@@ -645,11 +618,11 @@ kiln__cmd_submit(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case OPT_ARGS:
-            if (parse_json_arg("--args", optarg, 1, &s.args) < 0)
+            if (kiln__cli_json_arg("--args", optarg, 1, &s.args) < 0)
                 goto out;
             break;
         case OPT_KWARGS:
-            if (parse_json_arg("--kwargs", optarg, 0, &s.kwargs) < 0)
+            if (kiln__cli_json_arg("--kwargs", optarg, 0, &s.kwargs) < 0)
                 goto out;
             break;
         case OPT_QUEUE:

@@ -7,9 +7,8 @@
  *   kiln run wordcount.so wordcount.text --args '["one two three"]'
  *   kiln run wordcount.so wordcount.file --file input=notes.txt --kwargs '{"min_length": 4}'
  */
-#include <kiln/kiln.h>
-
 #include <errno.h>
+#include <kiln/kiln.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

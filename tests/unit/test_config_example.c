@@ -5,7 +5,8 @@
  */
 #include "config.h"
 
-/* clang-format off: cmocka.h needs these first */
+/* cmocka.h needs these first. */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

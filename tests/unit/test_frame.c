@@ -3,7 +3,8 @@
  */
 #include "frame.h"
 
-/* clang-format off: cmocka.h needs these first */
+/* cmocka.h needs these first. */
+/* clang-format off */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
