@@ -19,6 +19,8 @@
  *                                        header, so the deadline stands in.)
  *   t.fail      [message]             -> ValueError(message)
  *   t.crash     []                    -> SIGSEGV in the child
+ *   t.copy      kwargs files {"input"} -> bytes copied from the descriptor
+ *               outputs {"output"}       "input" to the descriptor "output"
  *   t.now       []                    -> {"t": the wall clock (epoch seconds)
  *                                        when the handler started}; the
  *                                        benchmark's latency probe
@@ -26,6 +28,7 @@
 #include <kiln/kiln.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 static void
 sleep_s(double s)
@@ -104,6 +107,26 @@ fail(kiln_ctx_t *ctx)
 }
 
 static int
+copy(kiln_ctx_t *ctx)
+{
+    int in = kiln_file(ctx, "input"), out = kiln_file(ctx, "output");
+    char buf[4096];
+    ssize_t n;
+    json_int_t total = 0;
+
+    if (in < 0 || out < 0)
+        return kiln_fail(ctx, "ValueError", "t.copy needs files.input and outputs.output");
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n)
+            return kiln_fail(ctx, "OSError", "short write");
+        total += n;
+    }
+    if (n < 0)
+        return kiln_fail(ctx, "OSError", "read failed");
+    return kiln_set_result(ctx, json_integer(total));
+}
+
+static int
 crash(kiln_ctx_t *ctx)
 {
     (void)ctx;
@@ -122,8 +145,8 @@ now(kiln_ctx_t *ctx)
 }
 
 static const kiln_task_t tasks[] = {
-    {"t.echo", echo},         {"t.mark", mark},   {"t.sleep", sleep_for},
-    {"t.progress", progress}, {"t.retry", retry}, {"t.fail", fail},
-    {"t.crash", crash},       {"t.now", now},     {NULL, NULL}};
+    {"t.echo", echo},   {"t.mark", mark}, {"t.sleep", sleep_for}, {"t.progress", progress},
+    {"t.retry", retry}, {"t.fail", fail}, {"t.crash", crash},     {"t.now", now},
+    {"t.copy", copy},   {NULL, NULL}};
 KILN_POLICY(policy, .profile = "compute", .memory_bytes = 64 << 20, .time_limit = 60);
 KILN_PLUGIN(.name = "testtasks", .version = "1.0.0", .tasks = tasks, .policy = &policy);
