@@ -288,13 +288,15 @@ setup_cb(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     int last = priv != NULL;
 
-    if (!reply) /* disconnected meanwhile */
+    if (!reply || b->refused) /* disconnected meanwhile, or credentials refused */
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[300];
         snprintf(why, sizeof(why), "%s", reply->str);
         if (b->on_refused && (strncmp(why, "WRONGPASS", 9) == 0 || strncmp(why, "NOPERM", 6) == 0 ||
                               strstr(why, "invalid password") || strstr(why, "invalid username"))) {
+            b->refused = 1; /* no retries: a wrong password does not heal */
+            redisAsyncDisconnect(ac);
             b->on_refused(b, why);
             return;
         }
@@ -358,6 +360,8 @@ disconnect_cb(const redisAsyncContext *ac, int status)
         closed(b);
         return;
     }
+    if (b->refused)
+        return;
     went_down(b, status == REDIS_OK ? "connection closed" : ac->errstr);
     schedule_retry(b);
 }

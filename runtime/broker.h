@@ -41,6 +41,7 @@ struct kiln__broker {
     int closing;
     int ever_connected;
     int warned_down; /* logged that Redis is unreachable */
+    int refused;     /* Redis refused our credentials: stop trying */
     uint64_t backoff_ms;
     uv_timer_t retry_timer;
     uv_getaddrinfo_t gai;

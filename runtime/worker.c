@@ -1447,6 +1447,8 @@ broker_refused(kiln__broker_t *b, const char *why)
 {
     kiln__worker_t *w = b->data;
     char where[300];
+    if (w->failed)
+        return;
     kiln__redis_url_format(&w->broker_url, 0, where, sizeof(where));
     kiln__log(KILN__LOG_ERROR,
               "Redis at %s refused kiln's credentials (%s): check the user and the password "
@@ -1454,6 +1456,14 @@ broker_refused(kiln__broker_t *b, const char *why)
               where, why);
     w->failed = 1;
     kiln__worker_shutdown(w, 1);
+}
+
+static void
+waiter_refused(kiln__broker_t *b, const char *why)
+{
+    waiter_t *wt = b->data;
+    if (!wt->w->failed)
+        broker_refused(&wt->w->broker, why);
 }
 
 static void
@@ -1577,6 +1587,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
         w->waiters[i].conn.data = &w->waiters[i];
         w->waiters[i].conn.on_ready = waiter_ready;
         w->waiters[i].conn.on_closed = waiter_closed;
+        w->waiters[i].conn.on_refused = waiter_refused;
         w->want_conns++;
     }
     uv_check_init(w->loop, &w->ack_check);

@@ -116,12 +116,15 @@ class WorkerTest(WorkerTestCase):
         plugins = self.plugin_dir("hello")
         w = self.worker(srv.tcp, plugins, env={"KILN_REDIS_PASSWORD": PW}, wait=False)
         self.check_serves(srv, w)
-        # a wrong one is reported, and the worker keeps trying
-        bad = self.worker(srv.tcp, plugins, env={"KILN_REDIS_PASSWORD": "wrong"}, wait=False,
-                          name="worker-badpw")
-        bad.wait_log(r"WRONGPASS|invalid password|NOAUTH", 20)
+        # a wrong one is a configuration error, not an outage: the worker says
+        # so (naming the credentials, never the password) and exits non-zero
+        # instead of retrying forever
+        bad = self.worker(srv.tcp, plugins, env={"KILN_REDIS_PASSWORD": "bad-pass-7781"},
+                          wait=False, name="worker-badpw")
+        self.assertNotEqual(bad.wait(20), 0)
+        self.assertRegex(bad.text(), r"refused kiln's credentials \(WRONGPASS")
         self.assertNotIn(PW, bad.text())
-        self.assertTrue(bad.alive())
+        self.assertNotIn("bad-pass-7781", bad.text())
 
     def test_auth_broker_url_env(self):
         srv = self.auth_redis()
