@@ -160,6 +160,7 @@ start_pool(wstate_t *st, const char *file, const json_t *hello)
         if (pc->time_limit > 0)
             cfg.time_limit = pc->time_limit;
     }
+    kiln__pool_cfg_defaults(&cfg); /* what the pool will use, for the log line */
     cfg.on_idle = kiln__worker_kick;
     cfg.idle_arg = st->worker;
     if (kiln__pool_new(&st->sup, &cfg, &pool, err, sizeof(err)) < 0) {
