@@ -5,6 +5,7 @@
 #include "kiln_config.h"
 
 #include <kiln/kiln.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ main(int argc, char **argv)
 {
     const char *cmd;
 
+    /* A peer that goes away (Redis restarting, a child dying) must be an
+     * EPIPE on that connection, never a signal that kills the supervisor. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage, stderr);
         return KILN__EXIT_USAGE;
