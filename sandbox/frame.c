@@ -194,7 +194,7 @@ read_full(int fd, void *buf, size_t len, int *fds, int *nfds)
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        if (fds) {
+        if (fds && nfds) {
             msg.msg_control = ctl.buf;
             msg.msg_controllen = sizeof(ctl.buf);
         }
@@ -206,7 +206,7 @@ read_full(int fd, void *buf, size_t len, int *fds, int *nfds)
         }
         if (n == 0)
             return -EPIPE;
-        if (fds) {
+        if (fds && nfds) {
             struct cmsghdr *c;
             for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
