@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ETA_KEY        "kiln:eta"
-#define META_PREFIX    "celery-task-meta-"
-#define POLL_INTERVAL  2.0  /* seconds between GETs while subscribed (a missed PUBLISH) */
-#define PENDING_HINT   10.0 /* seconds of PENDING before saying nothing consumes it */
+#define ETA_KEY       "kiln:eta"
+#define META_PREFIX   "celery-task-meta-"
+#define POLL_INTERVAL 2.0  /* seconds between GETs while subscribed (a missed PUBLISH) */
+#define PENDING_HINT  10.0 /* seconds of PENDING before saying nothing consumes it */
 
 static const char submit_usage[] =
     "usage: kiln submit TASK [options]\n"
