@@ -27,7 +27,7 @@ get_str(json_t *obj, const char *where, const char *key, char *dst, size_t dstle
         return 0;
     if (!json_is_string(v))
         return kiln__celery_fail(err, errlen, -EPROTO, "%s%s is %s, expected a string", where, key,
-                                 kiln__celery_jtype(v));
+                                 kiln__json_type(v));
     n = json_string_length(v);
     if (n >= dstlen)
         return kiln__celery_fail(err, errlen, -EPROTO, "%s%s is %zu bytes, longer than %zu", where,
@@ -59,7 +59,7 @@ get_time(json_t *headers, const char *key, double *dst, char *err, size_t errlen
     if (!json_is_string(v))
         return kiln__celery_fail(err, errlen, -EPROTO,
                                  "headers.%s is %s, expected an ISO 8601 string or null", key,
-                                 kiln__celery_jtype(v));
+                                 kiln__json_type(v));
     if (kiln__celery_parse_time(json_string_value(v), dst) < 0)
         return kiln__celery_fail(err, errlen, -EPROTO,
                                  "headers.%s \"%.64s\" is not an ISO 8601 time", key,
@@ -78,7 +78,7 @@ get_limit(json_t *tl, size_t i, double *dst, char *err, size_t errlen)
     if (!json_is_number(v))
         return kiln__celery_fail(err, errlen, -EPROTO,
                                  "headers.timelimit[%zu] is %s, expected a number or null", i,
-                                 kiln__celery_jtype(v));
+                                 kiln__json_type(v));
     *dst = json_number_value(v);
     if (!isfinite(*dst) || *dst < 0)
         return kiln__celery_fail(err, errlen, -EPROTO,
@@ -97,7 +97,7 @@ decode_headers(json_t *h, kiln__task_msg_t *out, char *err, size_t errlen)
         if (!json_is_integer(v))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "headers.retries is %s, expected an integer",
-                                     kiln__celery_jtype(v));
+                                     kiln__json_type(v));
         if (json_integer_value(v) < 0 || json_integer_value(v) > KILN__CELERY_RETRIES_MAX)
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "headers.retries is %" JSON_INTEGER_FORMAT
@@ -114,7 +114,7 @@ decode_headers(json_t *h, kiln__task_msg_t *out, char *err, size_t errlen)
         if (!json_is_array(v))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "headers.timelimit is %s, expected an array [hard, soft]",
-                                     kiln__celery_jtype(v));
+                                     kiln__json_type(v));
         if (json_array_size(v) != 2)
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "headers.timelimit has %zu items, expected 2 [hard, soft]",
@@ -143,7 +143,7 @@ decode_properties(json_t *p, kiln__task_msg_t *out, char *err, size_t errlen)
         if (!json_is_integer(v))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "properties.priority is %s, expected an integer",
-                                     kiln__celery_jtype(v));
+                                     kiln__json_type(v));
         /* kombu clamps to [0, 9] before choosing the sub-queue. */
         out->priority = json_integer_value(v) < 0   ? 0
                         : json_integer_value(v) > 9 ? 9
@@ -157,7 +157,7 @@ decode_properties(json_t *p, kiln__task_msg_t *out, char *err, size_t errlen)
         if (!json_is_object(di))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "properties.delivery_info is %s, expected an object",
-                                     kiln__celery_jtype(di));
+                                     kiln__json_type(di));
         if ((rc = get_str(di, "properties.delivery_info.", "routing_key", out->routing_key,
                           sizeof(out->routing_key), err, errlen)) < 0 ||
             (rc = get_str(di, "properties.delivery_info.", "exchange", out->exchange,
@@ -186,7 +186,7 @@ check_encoding(json_t *env, json_t *headers, json_t *props, int *base64, int *co
                                  "content-type is missing; not deserialized");
     if (!json_is_string(ct))
         return kiln__celery_fail(err, errlen, -EPROTO, "content-type is %s, expected a string",
-                                 kiln__celery_jtype(ct));
+                                 kiln__json_type(ct));
     if (strcmp(json_string_value(ct), "application/json") != 0)
         return kiln__celery_fail(err, errlen, -EMEDIUMTYPE,
                                  "content type %.100s is not JSON; not deserialized",
@@ -195,7 +195,7 @@ check_encoding(json_t *env, json_t *headers, json_t *props, int *base64, int *co
         if (!json_is_string(ce))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "content-encoding is %s, expected a string",
-                                     kiln__celery_jtype(ce));
+                                     kiln__json_type(ce));
         s = json_string_value(ce);
         if (strcasecmp(s, "utf-8") != 0 && strcasecmp(s, "utf8") != 0)
             return kiln__celery_fail(err, errlen, -EMEDIUMTYPE,
@@ -205,7 +205,7 @@ check_encoding(json_t *env, json_t *headers, json_t *props, int *base64, int *co
         if (!json_is_string(be))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "properties.body_encoding is %s, expected a string",
-                                     kiln__celery_jtype(be));
+                                     kiln__json_type(be));
         if (strcmp(json_string_value(be), "base64") != 0)
             return kiln__celery_fail(
                 err, errlen, -EMEDIUMTYPE,
@@ -217,7 +217,7 @@ check_encoding(json_t *env, json_t *headers, json_t *props, int *base64, int *co
         if (!json_is_string(comp))
             return kiln__celery_fail(err, errlen, -EPROTO,
                                      "headers.compression is %s, expected a string",
-                                     kiln__celery_jtype(comp));
+                                     kiln__json_type(comp));
         s = json_string_value(comp);
         if (strcmp(s, "application/x-gzip") != 0 && strcmp(s, "gzip") != 0 &&
             strcmp(s, "zlib") != 0)
@@ -246,7 +246,7 @@ decode_body(json_t *body, int base64, int compressed, size_t max_body, json_t **
         return kiln__celery_fail(err, errlen, -EPROTO, "body is missing");
     if (!json_is_string(body))
         return kiln__celery_fail(err, errlen, -EPROTO, "body is %s, expected a string",
-                                 kiln__celery_jtype(body));
+                                 kiln__json_type(body));
     s = json_string_value(body);
     n = json_string_length(body);
     if (n == 0)
@@ -298,7 +298,7 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
     headers = json_object_get(env, "headers");
     if (headers && !json_is_null(headers) && !json_is_object(headers))
         return kiln__celery_fail(err, errlen, -EPROTO, "headers is %s, expected an object",
-                                 kiln__celery_jtype(headers));
+                                 kiln__json_type(headers));
     if (json_is_null(headers))
         headers = NULL;
     if (headers)
@@ -308,7 +308,7 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
         return kiln__celery_fail(err, errlen, -EPROTO, "properties is missing");
     if (!json_is_object(props))
         return kiln__celery_fail(err, errlen, -EPROTO, "properties is %s, expected an object",
-                                 kiln__celery_jtype(props));
+                                 kiln__json_type(props));
     if ((rc = check_encoding(env, headers, props, &base64, &compressed, err, errlen)) < 0)
         return rc;
     if ((rc = decode_body(json_object_get(env, "body"), base64, compressed, max_body, &body, err,
@@ -340,7 +340,7 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
     if (!json_is_array(body)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO,
                                "body is %s, expected an array [args, kwargs, embed]",
-                               kiln__celery_jtype(body));
+                               kiln__json_type(body));
         goto out;
     }
     if (json_array_size(body) != 3) {
@@ -352,20 +352,20 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
     v = json_array_get(body, 0);
     if (!json_is_array(v)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO, "body[0] (args) is %s, expected an array",
-                               kiln__celery_jtype(v));
+                               kiln__json_type(v));
         goto out;
     }
     v = json_array_get(body, 1);
     if (!json_is_object(v)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO, "body[1] (kwargs) is %s, expected an object",
-                               kiln__celery_jtype(v));
+                               kiln__json_type(v));
         goto out;
     }
     v = json_array_get(body, 2);
     if (!json_is_object(v) && !json_is_null(v)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO,
                                "body[2] (embed) is %s, expected an object or null",
-                               kiln__celery_jtype(v));
+                               kiln__json_type(v));
         goto out;
     }
     if ((rc = decode_headers(headers, out, err, errlen)) < 0 ||
@@ -400,7 +400,7 @@ kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_ms
                                  je.text, je.position);
     if (!json_is_object(env)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO, "message is %s, expected a JSON object",
-                               kiln__celery_jtype(env));
+                               kiln__json_type(env));
         json_decref(env);
         return rc;
     }

@@ -6,6 +6,8 @@
 #ifndef KILN_CELERY_INT_H
 #define KILN_CELERY_INT_H
 
+#include "parse.h" /* kiln__json_type */
+
 #include <jansson.h>
 #include <stddef.h>
 
@@ -18,9 +20,6 @@
 /* Format into err (if any) and return code. */
 int kiln__celery_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-
-/* "an object", "a string", ... for messages.  Static storage. */
-const char *kiln__celery_jtype(const json_t *v);
 
 /* Strict base64 of the body: *out malloc'd (NUL-terminated), -EPROTO with
  * the offset of the first bad character. */

@@ -36,28 +36,6 @@ kiln__celery_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-const char *
-kiln__celery_jtype(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a real";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 /* ---------------------------------------------------------------- base64 */
 
 static const char b64_alphabet[] =

@@ -48,28 +48,6 @@ fail(loader_t *l, const char *key, const char *fmt, ...)
     return -EINVAL;
 }
 
-static const char *
-type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 /* "got 12", "got \"abc\"", "got an object" for messages. */
 static const char *
 got(const json_t *v, char *buf, size_t len)
@@ -79,7 +57,7 @@ got(const json_t *v, char *buf, size_t len)
         snprintf(buf, len, "got %.60s%s", s ? s : "?", s && strlen(s) > 60 ? "..." : "");
         free(s);
     } else {
-        snprintf(buf, len, "got %s", type_name(v));
+        snprintf(buf, len, "got %s", kiln__json_type(v));
     }
     return buf;
 }

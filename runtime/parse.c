@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,4 +133,28 @@ kiln__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char 
     }
     *out = v;
     return 0;
+}
+
+/* "an object", "an array", "a string", "an integer", "a real", "a boolean" or
+ * "null", for messages about JSON values of the wrong type. */
+const char *
+kiln__json_type(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
 }

@@ -5,6 +5,7 @@
 #ifndef KILN_PARSE_H
 #define KILN_PARSE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,5 +17,8 @@ int kiln__parse_duration(const char *s, double *out, char *err, size_t errlen);
 /* A decimal integer in [min, max]. */
 int kiln__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err,
                      size_t errlen);
+
+/* A JSON value's type in words ("an object", "a real", ...), for messages. */
+const char *kiln__json_type(const json_t *v);
 
 #endif
