@@ -19,6 +19,8 @@
  *                                        header, so the deadline stands in.)
  *   t.fail      [message]             -> ValueError(message)
  *   t.crash     []                    -> SIGSEGV in the child
+ *   t.alloc     [mb]                  -> the child's pid, after touching mb MiB
+ *   t.pid       []                    -> the child's pid (in its pid namespace)
  *   t.copy      kwargs files {"input"} -> bytes copied from the descriptor
  *               outputs {"output"}       "input" to the descriptor "output"
  *   t.now       []                    -> {"t": the wall clock (epoch seconds)
@@ -27,6 +29,7 @@
  */
 #include <kiln/kiln.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +110,26 @@ fail(kiln_ctx_t *ctx)
 }
 
 static int
+pid(kiln_ctx_t *ctx)
+{
+    return kiln_set_result(ctx, json_integer((json_int_t)getpid()));
+}
+
+static int
+alloc(kiln_ctx_t *ctx)
+{
+    size_t mb = (size_t)arg_num(ctx, 0, 1), i;
+    volatile char *p = malloc(mb << 20);
+
+    if (!p)
+        return kiln_fail(ctx, "MemoryError", "malloc of %zu MiB failed", mb);
+    for (i = 0; i < (mb << 20); i += 4096)
+        p[i] = 1;
+    free((void *)p);
+    return pid(ctx);
+}
+
+static int
 copy(kiln_ctx_t *ctx)
 {
     int in = kiln_file(ctx, "input"), out = kiln_file(ctx, "output");
@@ -147,6 +170,6 @@ now(kiln_ctx_t *ctx)
 static const kiln_task_t tasks[] = {
     {"t.echo", echo},   {"t.mark", mark}, {"t.sleep", sleep_for}, {"t.progress", progress},
     {"t.retry", retry}, {"t.fail", fail}, {"t.crash", crash},     {"t.now", now},
-    {"t.copy", copy},   {NULL, NULL}};
+    {"t.copy", copy},   {"t.pid", pid},   {"t.alloc", alloc},     {NULL, NULL}};
 KILN_POLICY(policy, .profile = "compute", .memory_bytes = 64 << 20, .time_limit = 60);
 KILN_PLUGIN(.name = "testtasks", .version = "1.0.0", .tasks = tasks, .policy = &policy);

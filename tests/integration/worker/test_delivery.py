@@ -200,6 +200,22 @@ class WorkerTest(WorkerTestCase):
     def test_crash_poison(self):
         self.poison("testtasks", "t.crash", r"SIGSEGV")
 
+    def test_max_rss_recycles(self):
+        """A child whose RSS crossed the pool's max_rss is replaced after the task
+        that crossed it; one that stayed below keeps serving."""
+        srv = self.redis()
+        self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "1"],
+                    config={"pools": {"testtasks": {"max_rss": "24M"}}})
+        app = self.celery(srv)
+        first = app.send_task("t.pid").get(timeout=20)
+        self.assertEqual(app.send_task("t.alloc", args=[2]).get(timeout=20), first,
+                         "2 MiB: the same child ran it")
+        self.assertEqual(app.send_task("t.pid").get(timeout=20), first, "and keeps serving")
+        self.assertEqual(app.send_task("t.alloc", args=[40]).get(timeout=20), first,
+                         "40 MiB: the task itself completes in its child")
+        self.assertNotEqual(app.send_task("t.pid").get(timeout=20), first,
+                            "the next task runs in a new child: the old one crossed max_rss")
+
     # --- fetching ----------------------------------------------------------------
 
     def test_queue_precedence(self):
