@@ -16,7 +16,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import RedisServer, WorkerTestCase, free_port, log, main  # noqa: E402
+from harness import RedisServer, WorkerTestCase, free_port, log, main, wait_until  # noqa: E402
 
 import redis  # noqa: E402
 from celery import Celery  # noqa: E402
@@ -125,6 +125,24 @@ class WorkerTest(WorkerTestCase):
         self.assertRegex(bad.text(), r"refused kiln's credentials \(WRONGPASS")
         self.assertNotIn(PW, bad.text())
         self.assertNotIn("bad-pass-7781", bad.text())
+
+    def test_separate_result_backend(self):
+        """--result-backend: results go to the other Redis, written there before
+        the message leaves the broker's in-flight hash; nothing lands on the broker."""
+        broker, backend = self.redis(), self.redis(name="results")
+        self.worker(broker, self.plugin_dir("hello"), args=["--result-backend", backend.url])
+        from celery import Celery
+        app = Celery("kilntests-split", broker=broker.url, backend=backend.url,
+                     set_as_current=False)
+        r = app.send_task("hello.echo", args=["split"])
+        self.assertEqual(r.get(timeout=20), ["split"])
+        with self.assertRaisesRegex(ValueError, "boom"):
+            app.send_task("hello.fail", args=["boom"]).get(timeout=20)
+        self.assertTrue(backend.client().exists("celery-task-meta-" + r.id))
+        self.assertFalse(broker.client().keys("celery-task-meta-*"))
+        wait_until(lambda: not any(broker.client().hlen(k)
+                                   for k in broker.client().keys("kiln:inflight:*")),
+                   5, "in-flight entries acked on the broker")
 
     def test_auth_broker_url_env(self):
         srv = self.auth_redis()
