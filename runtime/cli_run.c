@@ -47,6 +47,8 @@ static const char run_usage[] =
     "  --file-size SIZE         largest file a child may write (default 1G)\n"
     "  --max-tasks-per-child N  recycle a child after N tasks\n"
     "  --concurrency N          children to run (batch mode; default 1)\n"
+    "  --settings JSON          the plugin's settings, a JSON object (what the config's\n"
+    "                           pools.<plugin>.settings gives the worker)\n"
     "  --batch FILE             run the tasks in FILE (- for stdin), one JSON object per\n"
     "                           line: {\"task\": T, \"args\": [...], \"kwargs\": {...}};\n"
     "                           prints one JSON line per task, in order\n"
@@ -378,6 +380,7 @@ enum {
     OPT_MTPC,
     OPT_CONC,
     OPT_BATCH,
+    OPT_SETTINGS,
 };
 
 int
@@ -397,6 +400,7 @@ kiln__cmd_run(int argc, char **argv)
         {"max-tasks-per-child", required_argument, NULL, OPT_MTPC},
         {"concurrency", required_argument, NULL, OPT_CONC},
         {"batch", required_argument, NULL, OPT_BATCH},
+        {"settings", required_argument, NULL, OPT_SETTINGS},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -427,6 +431,23 @@ kiln__cmd_run(int argc, char **argv)
             if (kiln__cli_json_arg("--kwargs", optarg, 0, &st.kwargs) < 0)
                 return KILN__EXIT_USAGE;
             break;
+        case OPT_SETTINGS: {
+            json_t *o = NULL;
+            char *s;
+            if (kiln__cli_json_arg("--settings", optarg, 0, &o) < 0)
+                return KILN__EXIT_USAGE;
+            s = json_dumps(o, JSON_COMPACT);
+            json_decref(o);
+            if (!s || strlen(s) >= sizeof(st.cfg.settings)) {
+                kiln__cli_error("--settings: over %zu bytes encoded",
+                                sizeof(st.cfg.settings) - 1);
+                free(s);
+                return KILN__EXIT_USAGE;
+            }
+            snprintf(st.cfg.settings, sizeof(st.cfg.settings), "%s", s);
+            free(s);
+            break;
+        }
         case OPT_FILE:
         case OPT_OUT:
             if (nspecs >= MAX_FILES * 2) {

@@ -159,6 +159,7 @@ start_pool(wstate_t *st, const char *file, const json_t *hello)
             cfg.soft_time_limit = pc->soft_time_limit;
         if (pc->time_limit > 0)
             cfg.time_limit = pc->time_limit;
+        memcpy(cfg.settings, pc->settings, sizeof(cfg.settings));
     }
     kiln__pool_cfg_defaults(&cfg); /* what the pool will use, for the log line */
     cfg.on_idle = kiln__worker_kick;

@@ -258,6 +258,28 @@ get_object(loader_t *l, const char *key, const json_t *v)
     return 0;
 }
 
+/* A plugin's settings: any JSON object, kept encoded for the child. */
+static int
+get_settings(loader_t *l, const char *key, const json_t *v, char *out, size_t outlen)
+{
+    char *s;
+    size_t n;
+
+    if (get_object(l, key, v) < 0)
+        return -EINVAL;
+    s = json_dumps(v, JSON_COMPACT);
+    if (!s)
+        return fail(l, key, "cannot be encoded (out of memory)");
+    n = strlen(s);
+    free(s);
+    if (n >= outlen)
+        return fail(l, key, "is %zu bytes encoded, over the limit of %zu", n, outlen - 1);
+    s = json_dumps(v, JSON_COMPACT);
+    snprintf(out, outlen, "%s", s ? s : "");
+    free(s);
+    return 0;
+}
+
 /* Names of plugins and breakers: letters, digits, '_', '-', '.'. */
 static int
 check_name(loader_t *l, const char *key, const char *what, const char *name, size_t max)
@@ -319,7 +341,7 @@ queue_name_problem(const char *name, size_t len, char *buf, size_t buflen)
 
 static const char *const pool_keys[] = {
     "profile",         "concurrency", "memory", "max_rss", "max_tasks_per_child",
-    "soft_time_limit", "time_limit",  NULL};
+    "soft_time_limit", "time_limit",  "settings", NULL};
 
 static int
 load_pool(loader_t *l, const char *key, const char *name, const json_t *o, kiln__pool_conf_t *p)
@@ -357,6 +379,8 @@ load_pool(loader_t *l, const char *key, const char *name, const json_t *o, kiln_
             rc = get_duration(l, sub, v, 0, &p->soft_time_limit);
         } else if (strcmp(k, "time_limit") == 0) {
             rc = get_duration(l, sub, v, 0, &p->time_limit);
+        } else if (strcmp(k, "settings") == 0) {
+            rc = get_settings(l, sub, v, p->settings, sizeof(p->settings));
         } else {
             rc = unknown_key(l, sub, k, pool_keys);
         }

@@ -8,6 +8,8 @@
 #ifndef KILN_CONFIG_FILE_H
 #define KILN_CONFIG_FILE_H
 
+#include "sandbox.h" /* KILN__SETTINGS_MAX */
+
 #include <jansson.h>
 #include <limits.h>
 #include <stddef.h>
@@ -54,6 +56,7 @@ typedef struct kiln__pool_conf {
     uint32_t max_tasks_per_child; /* "max_tasks_per_child" */
     double soft_time_limit;       /* seconds */
     double time_limit;            /* seconds */
+    char settings[KILN__SETTINGS_MAX]; /* the plugin's settings, compact JSON, "" = none */
 } kiln__pool_conf_t;
 
 /* Per-task failure policy. */

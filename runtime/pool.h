@@ -75,6 +75,7 @@ typedef struct kiln__pool_cfg {
     uint32_t concurrency;
     uint32_t nofile;
     uint64_t max_rss_bytes;     /* recycle a child after a task that took it past this; 0 = no */
+    char settings[KILN__SETTINGS_MAX]; /* plugin settings, compact JSON object or "" */
     void (*on_idle)(void *arg); /* a child became idle with nothing queued (may be NULL) */
     void *idle_arg;
 } kiln__pool_cfg_t;

@@ -89,6 +89,7 @@ zspawn(int fd, const kiln__zreq_t *req, int child_fd, const kiln__caps_t *caps,
         jail.plugin_path[sizeof(jail.plugin_path) - 1] = '\0';
         jail.cgroup_memory_procs[sizeof(jail.cgroup_memory_procs) - 1] = '\0';
         jail.cgroup_pids_procs[sizeof(jail.cgroup_pids_procs) - 1] = '\0';
+        jail.settings[sizeof(jail.settings) - 1] = '\0';
         opts.probe = req->probe;
         opts.max_tasks = req->max_tasks;
         kiln__child_main(&jail, caps, filters, &opts);

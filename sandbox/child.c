@@ -222,6 +222,15 @@ kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps, const kiln_
     if (kiln__jail_enter(jail, caps, filters, err, sizeof(err)) < 0)
         die_initfail("SandboxError", err);
 
+    if (jail->settings[0]) {
+        json_error_t jerr;
+        kiln__settings = json_loads(jail->settings, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(kiln__settings))
+            die_initfail("ConfigError", "the plugin's settings are not a JSON object");
+    } else {
+        kiln__settings = json_object();
+    }
+
     so = dlopen(jail->plugin_path, RTLD_NOW | RTLD_LOCAL);
     if (!so) {
         const char *e = dlerror();

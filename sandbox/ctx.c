@@ -156,6 +156,15 @@ api_strerror(int code)
     return "unknown code";
 }
 
+json_t *kiln__settings;
+
+static const json_t *
+api_settings(kiln_ctx_t *ctx)
+{
+    (void)ctx;
+    return kiln__settings;
+}
+
 const kiln_api_t kiln__api_table = {
     .abi_major = KILN_ABI_MAJOR,
     .abi_minor = KILN_ABI_MINOR,
@@ -173,4 +182,5 @@ const kiln_api_t kiln__api_table = {
     .task_id = api_task_id,
     .time_left = api_time_left,
     .strerror = api_strerror,
+    .settings = api_settings,
 };

@@ -33,6 +33,9 @@ struct kiln_ctx {
 };
 
 extern const kiln_api_t kiln__api_table;
+/* The plugin's settings object, parsed by the child from its jail before
+ * the plugin is loaded (an empty object when none were given). */
+extern json_t *kiln__settings;
 
 double kiln__now(void);
 

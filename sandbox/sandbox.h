@@ -144,6 +144,9 @@ void kiln__cgroup_teardown(kiln__cgroup_t *cg);
  * kiln__jail_enter() asks for (EPERM).  0 or -errno with a message. */
 int kiln__ns_map_self(uint32_t outer_uid, uint32_t outer_gid, char *err, size_t errlen);
 
+/* Largest encoded settings object a plugin can be given, with its NUL. */
+#define KILN__SETTINGS_MAX 4096
+
 /* Everything a child needs to jail itself.  Plain data, fixed size.  A zero
  * limit leaves that limit as inherited (RLIMIT_CORE is always 0). */
 typedef struct kiln__jail {
@@ -161,6 +164,7 @@ typedef struct kiln__jail {
     char cgroup_memory_procs[PATH_MAX]; /* slot's cgroup.procs to join, "" = none */
     char cgroup_pids_procs[PATH_MAX];
     char plugin_path[PATH_MAX]; /* the .so to load (landlock allows reading it) */
+    char settings[KILN__SETTINGS_MAX]; /* the plugin's settings: compact JSON object or "" */
 } kiln__jail_t;
 
 /* Fixed fd number of the IPC channel inside a child. */

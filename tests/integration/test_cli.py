@@ -221,6 +221,17 @@ class CliTest(unittest.TestCase):
         r = self.kiln("run", self.hello, "hello.echo", "--args", json.dumps(args))
         self.assert_result(r, args)
 
+    def test_settings(self):
+        tt = plugin("testtasks")
+        r = self.kiln("run", tt, "t.settings", "--settings", '{"max_pixels": 5, "x": [1]}')
+        self.assert_result(r, {"max_pixels": 5, "x": [1]})
+        r = self.kiln("run", tt, "t.settings")
+        self.assert_result(r, {})
+
+    def test_settings_not_object(self):
+        r = self.kiln("run", self.hello, "hello.echo", "--settings", "[1]")
+        self.assert_usage_error(r, "--settings", "must be a JSON object, got [1]")
+
     def test_options_before_positionals(self):
         r = self.kiln("run", "--args", "[7]", self.hello, "hello.echo")
         self.assert_result(r, [7])

@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAJOR 1 /* incompatible changes bump this */
-#define KILN_ABI_MINOR 0 /* appended API bumps this */
+#define KILN_ABI_MINOR 1 /* appended API bumps this */
 
 #define KILN_VERSION_STRING "0.1.0"
 
@@ -125,6 +125,8 @@ struct kiln_api {
     const char *(*task_id)(kiln_ctx_t *ctx);
     double (*time_left)(kiln_ctx_t *ctx);
     const char *(*strerror)(int code);
+    /* ABI 1.1 */
+    const json_t *(*settings)(kiln_ctx_t *ctx);
 };
 
 /* Set by the runtime before init; defined in the plugin by KILN_PLUGIN(). */
@@ -250,6 +252,17 @@ static inline const char *
 kiln_strerror(int code)
 {
     return kiln__api->strerror(code);
+}
+
+/* The plugin's settings (ABI 1.1): the JSON object the operator gave in the
+ * configuration (`pools.<plugin>.settings`) or with `kiln run --settings`,
+ * an empty object when none was given (borrowed, never NULL).  The same in
+ * init and in every task of the child: the place for limits such as the
+ * largest image a plugin accepts. */
+static inline const json_t *
+kiln_settings(kiln_ctx_t *ctx)
+{
+    return kiln__api->settings(ctx);
 }
 
 #ifdef __cplusplus

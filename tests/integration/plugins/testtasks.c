@@ -23,6 +23,7 @@
  *   t.pid       []                    -> the child's pid (in its pid namespace)
  *   t.copy      kwargs files {"input"} -> bytes copied from the descriptor
  *               outputs {"output"}       "input" to the descriptor "output"
+ *   t.settings  []                    -> the plugin's settings object
  *   t.now       []                    -> {"t": the wall clock (epoch seconds)
  *                                        when the handler started}; the
  *                                        benchmark's latency probe
@@ -167,9 +168,16 @@ now(kiln_ctx_t *ctx)
                            json_pack("{s:f}", "t", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9));
 }
 
+static int
+settings(kiln_ctx_t *ctx)
+{
+    return kiln_set_result(ctx, json_deep_copy(kiln_settings(ctx)));
+}
+
 static const kiln_task_t tasks[] = {
     {"t.echo", echo},   {"t.mark", mark}, {"t.sleep", sleep_for}, {"t.progress", progress},
     {"t.retry", retry}, {"t.fail", fail}, {"t.crash", crash},     {"t.now", now},
-    {"t.copy", copy},   {"t.pid", pid},   {"t.alloc", alloc},     {NULL, NULL}};
+    {"t.copy", copy},   {"t.pid", pid},   {"t.alloc", alloc},     {"t.settings", settings},
+    {NULL, NULL}};
 KILN_POLICY(policy, .profile = "compute", .memory_bytes = 64 << 20, .time_limit = 60);
 KILN_PLUGIN(.name = "testtasks", .version = "1.0.0", .tasks = tasks, .policy = &policy);

@@ -216,6 +216,16 @@ class WorkerTest(WorkerTestCase):
         self.assertNotEqual(app.send_task("t.pid").get(timeout=20), first,
                             "the next task runs in a new child: the old one crossed max_rss")
 
+    def test_plugin_settings(self):
+        """pools.<plugin>.settings reaches the plugin's children as
+        kiln_settings(); a plugin without settings sees an empty object."""
+        srv = self.redis()
+        settings = {"max_pixels": 40000000, "formats": ["jpeg", "png"], "nested": {"a": 1.5}}
+        self.worker(srv, self.plugin_dir("testtasks", "hello"), args=["--concurrency", "1"],
+                    config={"pools": {"testtasks": {"settings": settings}}})
+        app = self.celery(srv)
+        self.assertEqual(app.send_task("t.settings").get(timeout=20), settings)
+
     # --- fetching ----------------------------------------------------------------
 
     def test_queue_precedence(self):
