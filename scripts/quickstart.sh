@@ -24,7 +24,10 @@ APT_PACKAGES=(
     libcmocka-dev                                           # C unit tests
     redis-server python3-celery python3-redis               # integration tests
     clang libclang-rt-14-dev                                # sanitizers and libFuzzer
-    # Media plugins (issue 4) will add: imagemagick ffmpeg
+    libvips-dev libavformat-dev libavcodec-dev libswscale-dev       # media plugins
+    libswresample-dev libavutil-dev
+    imagemagick ffmpeg libvips-tools                        # media tests and benchmarks
+    python3-fastapi uvicorn python3-multipart python3-httpx # FastAPI example
 )
 
 JOBS=$(nproc)
