@@ -16,14 +16,35 @@
 #define BACKOFF_MAX_MS 5000
 
 /* hiredis's own libuv adapter restarts the poll handle on every command
- * (two epoll_ctl calls each time); this one touches the kernel only when
- * the set of events really changes. */
+ * (two epoll_ctl calls each time).  This one never polls for POLLOUT while
+ * the socket can take the bytes: a write hiredis asks for is done from a
+ * prepare handle, just before the loop next waits, so every command queued
+ * in one loop iteration goes out in one write(), and the kernel's poll set
+ * changes only when the socket is really full (or while connecting). */
 typedef struct uvev {
     redisAsyncContext *ac;
     uv_poll_t poll;
-    int events; /* what hiredis wants */
-    int armed;  /* what the poll handle has */
+    uv_prepare_t prep;
+    int events;   /* what the poll handle should have */
+    int armed;    /* what the poll handle has */
+    int want;     /* hiredis has bytes to write */
+    int flushing; /* inside the prepare callback's write */
+    int handles;  /* handles still open, for the close callback */
 } uvev_t;
+
+static void uvev_cb(uv_poll_t *h, int status, int events);
+
+static void
+uvev_update(uvev_t *e)
+{
+    if (e->events == e->armed)
+        return;
+    e->armed = e->events;
+    if (e->events)
+        uv_poll_start(&e->poll, e->events, uvev_cb);
+    else
+        uv_poll_stop(&e->poll);
+}
 
 static void
 uvev_cb(uv_poll_t *h, int status, int events)
@@ -38,15 +59,15 @@ uvev_cb(uv_poll_t *h, int status, int events)
 }
 
 static void
-uvev_update(uvev_t *e)
+uvev_prep_cb(uv_prepare_t *h)
 {
-    if (e->events == e->armed)
-        return;
-    e->armed = e->events;
-    if (e->events)
-        uv_poll_start(&e->poll, e->events, uvev_cb);
-    else
-        uv_poll_stop(&e->poll);
+    uvev_t *e = h->data;
+    uv_prepare_stop(h);
+    if (e->ac && e->want) {
+        e->flushing = 1;
+        redisAsyncHandleWrite(e->ac); /* may disconnect: e stays valid until closed */
+        e->flushing = 0;
+    }
 }
 
 static void
@@ -69,14 +90,21 @@ static void
 uvev_add_write(void *p)
 {
     uvev_t *e = p;
-    e->events |= UV_WRITABLE;
-    uvev_update(e);
+    e->want = 1;
+    if (e->flushing || !(e->ac->c.flags & REDIS_CONNECTED)) {
+        /* The socket is full, or the connect is in progress: wait for it. */
+        e->events |= UV_WRITABLE;
+        uvev_update(e);
+    } else {
+        uv_prepare_start(&e->prep, uvev_prep_cb);
+    }
 }
 
 static void
 uvev_del_write(void *p)
 {
     uvev_t *e = p;
+    e->want = 0;
     e->events &= ~UV_WRITABLE;
     uvev_update(e);
 }
@@ -84,7 +112,9 @@ uvev_del_write(void *p)
 static void
 uvev_closed(uv_handle_t *h)
 {
-    free(h->data);
+    uvev_t *e = h->data;
+    if (--e->handles == 0)
+        free(e);
 }
 
 static void
@@ -92,7 +122,9 @@ uvev_cleanup(void *p)
 {
     uvev_t *e = p;
     e->ac = NULL;
+    e->flushing = 0;
     uv_close((uv_handle_t *)&e->poll, uvev_closed);
+    uv_close((uv_handle_t *)&e->prep, uvev_closed);
 }
 
 static int
@@ -109,8 +141,11 @@ uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return REDIS_ERR;
     }
+    uv_prepare_init(loop, &e->prep);
+    e->handles = 2;
     e->ac = ac;
     e->poll.data = e;
+    e->prep.data = e;
     ac->ev.addRead = uvev_add_read;
     ac->ev.delRead = uvev_del_read;
     ac->ev.addWrite = uvev_add_write;

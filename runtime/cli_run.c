@@ -439,8 +439,7 @@ kiln__cmd_run(int argc, char **argv)
             s = json_dumps(o, JSON_COMPACT);
             json_decref(o);
             if (!s || strlen(s) >= sizeof(st.cfg.settings)) {
-                kiln__cli_error("--settings: over %zu bytes encoded",
-                                sizeof(st.cfg.settings) - 1);
+                kiln__cli_error("--settings: over %zu bytes encoded", sizeof(st.cfg.settings) - 1);
                 free(s);
                 return KILN__EXIT_USAGE;
             }

@@ -340,7 +340,7 @@ queue_name_problem(const char *name, size_t len, char *buf, size_t buflen)
 /* --- sections -------------------------------------------------------------- */
 
 static const char *const pool_keys[] = {
-    "profile",         "concurrency", "memory", "max_rss", "max_tasks_per_child",
+    "profile",         "concurrency", "memory",   "max_rss", "max_tasks_per_child",
     "soft_time_limit", "time_limit",  "settings", NULL};
 
 static int

@@ -252,6 +252,17 @@ class WorkerTestCase(unittest.TestCase):
 
     # --- building blocks ---------------------------------------------------
 
+    def assert_published(self, statuses, expected):
+        """The states published for one task are `expected`, each optionally
+        preceded by one STARTED (kiln writes STARTED only for a run still
+        going after a few milliseconds, so a quick run has none)."""
+        finals = [s for s in statuses if s != "STARTED"]
+        self.assertEqual(finals, expected, statuses)
+        for i, s in enumerate(statuses):
+            if s == "STARTED":
+                self.assertTrue(i + 1 < len(statuses) and statuses[i + 1] != "STARTED",
+                                "STARTED not followed by the run's outcome: %r" % statuses)
+
     def plugin_dir(self, *names):
         """A fresh plugin directory (0755) holding copies of build/plugins/<name>.so."""
         d = tempfile.mkdtemp(prefix="plugins-", dir=self.tmp)

@@ -186,8 +186,7 @@ class WorkerTest(WorkerTestCase):
         self.assertEqual(msg["headers"]["retries"], 2, "the third attempt was dead-lettered")
         self.assertEqual(c.llen("kiln:deaths:" + r.id), 3)
         time.sleep(0.3)
-        self.assertEqual(pubs[r.id], ["STARTED", "RETRY", "STARTED", "RETRY", "STARTED",
-                                      "FAILURE"])
+        self.assert_published(pubs[r.id], ["RETRY", "RETRY", "FAILURE"])
         self.assertEqual((c.llen("celery"), c.zcard("kiln:eta"), self.inflight(c)), (0, 0, {}))
         # the worker keeps serving
         self.assertTrue(w.alive())
