@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define LOAD_TIMEOUT_MS   30000
+#define PIPE_DEPTH        8 /* tasks sent behind a running one, fast tasks only */
+#define PIPE_LOW          2 /* top up the tasks behind once down to this many */
 #define MAX_INIT_FAILURES 3
 #define UID_BASE_DEFAULT  61000
 
@@ -59,9 +61,14 @@ struct kiln__slot {
     pid_t pid;
     conn_t *conn;
     uv_timer_t timer;
-    kiln__job_t *job;      /* the task the child is running */
-    kiln__job_t *next_job; /* sent behind it (fast pools only); not started yet */
-    int retire_after;      /* recycle once next_job is done (max_rss crossed) */
+    kiln__job_t *job; /* the task the child is running */
+    /* Sent behind it, in order, not started yet (tasks marked fast only):
+     * the child finds its next task in its socket instead of waiting a
+     * round trip, and several go out in one write.  Linked by job->next. */
+    kiln__job_t *behind_head, *behind_tail;
+    unsigned nbehind;
+    int refill;       /* may be topped up in this dispatch */
+    int retire_after; /* recycle once the tasks sent behind are done (max_rss crossed) */
     uint32_t tasks_done;
     int kill_reason;
     long oom_before;
@@ -82,6 +89,8 @@ struct kiln__pool {
     int closing;
     int finished; /* every child gone; freed on the next loop turn */
     uv_timer_t grace_timer;
+    uv_prepare_t flush; /* writes the TASK frames queued in one loop turn */
+    int handles;        /* open handles; p is freed when the last closes */
     void (*close_cb)(void *);
     void *close_arg;
     /* probe mode */
@@ -97,6 +106,7 @@ static void slot_timer_cb(uv_timer_t *t);
 static void pool_dispatch(kiln__pool_t *p);
 static void pool_maybe_closed(kiln__pool_t *p);
 static void pool_finish_cb(uv_timer_t *t);
+static void pool_flush_cb(uv_prepare_t *h);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -396,15 +406,19 @@ handle_outcome(kiln__slot_t *sl, uint32_t type, json_t *o)
         out.countdown = cd;
     }
     sl->tasks_done++;
-    if (sl->next_job) {
-        /* The child has started the task sent behind this one. */
-        kiln__job_t *next = sl->next_job;
+    if (sl->behind_head) {
+        /* The child has started the first task sent behind this one. */
+        kiln__job_t *next = sl->behind_head;
         double hard = next->time_limit > 0 ? next->time_limit : sl->pool->cfg.time_limit;
         if (sl->pool->cfg.max_rss_bytes && out.child_maxrss > sl->pool->cfg.max_rss_bytes)
             sl->retire_after = 1;
+        sl->behind_head = next->next;
+        if (!sl->behind_head)
+            sl->behind_tail = NULL;
+        sl->nbehind--;
+        next->next = NULL;
         job_finish(sl, job, &out);
         sl->job = next;
-        sl->next_job = NULL;
         next->started_ms = uv_now(sl->sup->loop);
         uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
         if (next->on_start)
@@ -681,15 +695,20 @@ slot_exited(kiln__slot_t *sl, int status)
     uv_timer_stop(&sl->timer);
     explain_death(sl, status, type, sizeof(type), msg, sizeof(msg));
 
-    if (sl->next_job) {
-        /* Sent behind the task that died; it never started: run it elsewhere. */
-        kiln__job_t *next = sl->next_job;
-        sl->next_job = NULL;
-        next->next = p->qhead;
-        p->qhead = next;
+    if (sl->behind_head) {
+        /* Sent behind the task that died; they never started: run them
+         * elsewhere, first, in their order. */
+        kiln__log(KILN__LOG_INFO,
+                  "child %d (slot %u) died with %u task(s) sent behind its own; "
+                  "they go back to the front of the queue",
+                  (int)sl->pid, sl->id, sl->nbehind);
+        sl->behind_tail->next = p->qhead;
+        p->qhead = sl->behind_head;
         if (!p->qtail)
-            p->qtail = next;
-        p->queued++;
+            p->qtail = sl->behind_tail;
+        p->queued += sl->nbehind;
+        sl->behind_head = sl->behind_tail = NULL;
+        sl->nbehind = 0;
     }
     sl->retire_after = 0;
     if (sl->job) {
@@ -850,6 +869,9 @@ slot_spawn(kiln__slot_t *sl)
 
 /* ---- dispatch ------------------------------------------------------------ */
 
+/* Append a TASK frame for `job` to the child's pending bytes; the caller
+ * flushes.  Descriptors travel only with the first frame of a write (the
+ * dispatcher never queues a task with files behind another).  0 or -errno. */
 static int
 slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
 {
@@ -859,10 +881,12 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
     double soft = job->soft_time_limit < 0 ? cfg->soft_time_limit : job->soft_time_limit;
     double hard = job->time_limit > 0 ? job->time_limit : cfg->time_limit;
     json_t *msg;
-    char *s;
+    char *s, *nb;
     size_t len;
     int i;
 
+    if (job->nfds > 0 && c->wlen > 0)
+        return -EBUSY;
     msg =
         json_pack("{s:s,s:s,s:O,s:O,s:o,s:f,s:f}", "task", job->task, "id", job->id, "args",
                   job->args, "kwargs", job->kwargs, "files",
@@ -876,27 +900,34 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
         free(s);
         return -EMSGSIZE;
     }
-    c->wbuf = malloc(KILN__FRAME_HDR + len);
-    if (!c->wbuf) {
+    nb = realloc(c->wbuf, c->wlen + KILN__FRAME_HDR + len);
+    if (!nb) {
         free(s);
         return -ENOMEM;
     }
+    c->wbuf = nb;
     h.type = KILN__FRAME_TASK;
     h.len = (uint32_t)len;
     h.task_id = job->seq;
-    kiln__frame_hdr_encode(&h, (unsigned char *)c->wbuf);
-    memcpy(c->wbuf + KILN__FRAME_HDR, s, len);
+    kiln__frame_hdr_encode(&h, (unsigned char *)c->wbuf + c->wlen);
+    memcpy(c->wbuf + c->wlen + KILN__FRAME_HDR, s, len);
     free(s);
-    c->wlen = KILN__FRAME_HDR + len;
-    c->woff = 0;
+    c->wlen += KILN__FRAME_HDR + len;
     for (i = 0; i < job->nfds; i++)
         c->wfds[i] = job->fds[i];
     c->nwfds = job->nfds;
     job->nfds = 0; /* the channel closes them once sent */
 
     if (behind) {
-        sl->next_job = job; /* its timer starts when the child reaches it */
-        return conn_flush(c);
+        /* Its timer starts when the child reaches it. */
+        job->next = NULL;
+        if (sl->behind_tail)
+            sl->behind_tail->next = job;
+        else
+            sl->behind_head = job;
+        sl->behind_tail = job;
+        sl->nbehind++;
+        return 0;
     }
     sl->job = job;
     sl->state = SLOT_BUSY;
@@ -904,20 +935,61 @@ slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
     uv_timer_start(&sl->timer, slot_timer_cb, (uint64_t)(hard * 1000.0) + 1, 0);
     if (job->on_start)
         job->on_start(job);
-    return conn_flush(c);
+    return 0;
+}
+
+/* May the head of the queue go behind the task `sl` is running? */
+static int
+slot_takes_behind(const kiln__slot_t *sl, const kiln__pool_t *p)
+{
+    const kiln__job_t *job = p->qhead;
+    if (!sl->conn || sl->state != SLOT_BUSY || sl->retire_after || sl->kill_reason || !job ||
+        !job->fast || job->nfds > 0 || !sl->refill || sl->nbehind >= PIPE_DEPTH)
+        return 0;
+    if (sl->conn->woff > 0)
+        return 0; /* a write is half done: wait for it */
+    if (p->cfg.max_tasks_per_child && sl->tasks_done + 2 + sl->nbehind > p->cfg.max_tasks_per_child)
+        return 0;
+    return 1;
+}
+
+static void
+pool_flush_cb(uv_prepare_t *h)
+{
+    kiln__pool_t *p = h->data;
+    uint32_t i;
+
+    uv_prepare_stop(h);
+    for (i = 0; i < p->nslots; i++) {
+        kiln__slot_t *sl = p->slots[i];
+        if (sl->conn && sl->conn->wlen > sl->conn->woff && !(sl->conn->events & UV_WRITABLE) &&
+            conn_flush(sl->conn) < 0)
+            slot_kill(sl, KILL_PROTOCOL);
+    }
+}
+
+static kiln__job_t *
+pool_pop(kiln__pool_t *p)
+{
+    kiln__job_t *job = p->qhead;
+    p->qhead = job->next;
+    if (!p->qhead)
+        p->qtail = NULL;
+    p->queued--;
+    job->next = NULL;
+    return job;
 }
 
 static void
 pool_dispatch(kiln__pool_t *p)
 {
     uint32_t i;
+    int more;
 
     if (p->broken[0]) {
         while (p->qhead) {
-            kiln__job_t *job = p->qhead;
+            kiln__job_t *job = pool_pop(p);
             kiln__outcome_t o;
-            p->qhead = job->next;
-            p->queued--;
             job_release(job);
             memset(&o, 0, sizeof(o));
             o.state = KILN__DONE_FAILURE;
@@ -927,39 +999,19 @@ pool_dispatch(kiln__pool_t *p)
             if (job->on_done)
                 job->on_done(job, &o);
         }
-        p->qtail = NULL;
         pool_maybe_closed(p);
         return;
     }
-    for (i = 0; i < 2 * p->nslots && p->qhead; i++) {
-        kiln__slot_t *sl = p->slots[i % p->nslots];
-        int behind = i >= p->nslots;
+    /* Idle children first, one task each. */
+    for (i = 0; i < p->nslots && p->qhead; i++) {
+        kiln__slot_t *sl = p->slots[i];
         kiln__job_t *job;
         int rc;
-        if (!sl->conn)
+        if (!sl->conn || sl->state != SLOT_IDLE || sl->conn->wlen > 0)
             continue;
-        /* First pass: idle children.  Second pass, for tasks the caller
-         * marked fast only: send one behind the running one, so the child
-         * does not wait a round trip between tasks. */
-        if (!behind && sl->state != SLOT_IDLE)
-            continue;
-        if (behind &&
-            (sl->state != SLOT_BUSY || sl->next_job || sl->conn->wbuf || sl->retire_after ||
-             p->qhead->nfds > 0 || !p->qhead->fast ||
-             (p->cfg.max_tasks_per_child && sl->tasks_done + 2 > p->cfg.max_tasks_per_child)))
-            continue;
-        job = p->qhead;
-        p->qhead = job->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->queued--;
-        job->next = NULL;
-        rc = slot_send_task(sl, job, behind);
-        if (rc < 0 && behind) {
-            sl->next_job = NULL;
-            job_fail(sl, job, "WorkerLostError", "cannot send the task to its child", 0);
-            slot_kill(sl, KILL_PROTOCOL);
-        } else if (rc < 0) {
+        job = pool_pop(p);
+        rc = slot_send_task(sl, job, 0);
+        if (rc < 0) {
             char m[160];
             snprintf(m, sizeof(m), "cannot send the task to child %d: %s", (int)sl->pid,
                      strerror(-rc));
@@ -967,6 +1019,35 @@ pool_dispatch(kiln__pool_t *p)
             if (sl->state == SLOT_BUSY)
                 sl->state = SLOT_IDLE;
             slot_kill(sl, KILL_PROTOCOL);
+        }
+    }
+    /* Then, for tasks marked fast, up to PIPE_DEPTH behind each running
+     * one, dealt round the children so that none hoards them.  A child is
+     * topped up only once it is down to PIPE_LOW: several tasks then share
+     * one write and one wake-up of the child. */
+    for (i = 0; i < p->nslots; i++)
+        p->slots[i]->refill = p->slots[i]->nbehind <= PIPE_LOW;
+    do {
+        more = 0;
+        for (i = 0; i < p->nslots && p->qhead; i++) {
+            kiln__slot_t *sl = p->slots[i];
+            kiln__job_t *job;
+            if (!slot_takes_behind(sl, p))
+                continue;
+            job = pool_pop(p);
+            if (slot_send_task(sl, job, 1) < 0) {
+                job_fail(sl, job, "WorkerLostError", "cannot send the task to its child", 0);
+                slot_kill(sl, KILL_PROTOCOL);
+                continue;
+            }
+            more = 1;
+        }
+    } while (more && p->qhead);
+    /* One write per child for everything it was given in this loop turn. */
+    for (i = 0; i < p->nslots; i++) {
+        if (p->slots[i]->conn && p->slots[i]->conn->wlen > 0) {
+            uv_prepare_start(&p->flush, pool_flush_cb);
+            break;
         }
     }
     if (!p->closing && !p->qhead && p->cfg.on_idle) {
@@ -1018,7 +1099,9 @@ slot_timer_closed(uv_handle_t *h)
 static void
 pool_closed(uv_handle_t *h)
 {
-    free(h->data);
+    kiln__pool_t *p = h->data;
+    if (--p->handles == 0)
+        free(p);
 }
 
 static void super_teardown(kiln__super_t *s);
@@ -1036,6 +1119,7 @@ pool_free(kiln__pool_t *p)
     json_decref(p->info.hello);
     free(p->slots);
     uv_close((uv_handle_t *)&p->grace_timer, pool_closed);
+    uv_close((uv_handle_t *)&p->flush, pool_closed);
     s->npools--;
     if (s->closing && s->npools == 0)
         super_teardown(s);
@@ -1067,6 +1151,9 @@ pool_create(kiln__super_t *s, const kiln__pool_cfg_t *cfg, int probe, kiln__pool
     }
     uv_timer_init(s->loop, &p->grace_timer);
     p->grace_timer.data = p;
+    uv_prepare_init(s->loop, &p->flush);
+    p->flush.data = p;
+    p->handles = 2;
     for (i = 0; i < p->cfg.concurrency; i++) {
         int rc = slot_alloc(s, p, &p->slots[i]);
         if (rc < 0) {
@@ -1147,6 +1234,16 @@ unsigned
 kiln__pool_queued(const kiln__pool_t *p)
 {
     return p->queued;
+}
+
+unsigned
+kiln__pool_behind(const kiln__pool_t *p)
+{
+    unsigned n = 0;
+    uint32_t i;
+    for (i = 0; i < p->nslots; i++)
+        n += p->slots[i]->nbehind;
+    return n;
 }
 
 kiln__job_t *

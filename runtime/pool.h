@@ -126,6 +126,8 @@ int kiln__pool_submit(kiln__pool_t *p, kiln__job_t *job);
 /* Children ready for a task right now, minus queued jobs (never negative). */
 unsigned kiln__pool_idle(const kiln__pool_t *p);
 unsigned kiln__pool_queued(const kiln__pool_t *p);
+/* Tasks sent to children behind the ones they are running (not started). */
+unsigned kiln__pool_behind(const kiln__pool_t *p);
 /* Take back the jobs still waiting in the pool's own queue (never sent to a
  * child): the caller owns them again and their callbacks will not run.
  * Returns them as a list linked by ->next. */

@@ -1199,7 +1199,8 @@ capacity(kiln__worker_t *w, unsigned *ahead)
         idle_total += (long)idle;
         allowed += (long)idle + (w->pools[i].had_fast ? (long)children * AHEAD : 0);
         ahead_cap += w->pools[i].had_fast ? (long)children * AHEAD : 0;
-        held += (long)kiln__pool_queued(w->pools[i].pool);
+        held += (long)kiln__pool_queued(w->pools[i].pool) +
+                (long)kiln__pool_behind(w->pools[i].pool);
     }
     n = idle_total - held;
     if (n < 0)

@@ -17,9 +17,104 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define MAX_TASKS_IN_PLUGIN 4096
+#define INBOX_FDS           (4 * KILN__FRAME_MAXFDS)
+
+/* What the supervisor sent, read in large chunks: a fast pool gets several
+ * TASK frames in one write, and they cost one read here.  Descriptors queue
+ * in arrival order; each TASK takes as many as its "files" array names (the
+ * kernel delivers a frame's descriptors with the read that reaches its first
+ * byte, so they are always here before the frame is parsed). */
+typedef struct inbox {
+    unsigned char buf[65536];
+    size_t len, off;
+    int fds[INBOX_FDS];
+    int nfds;
+    kiln__frame_reader_t rd;
+} inbox_t;
+
+/* The next whole frame.  0, -EPIPE at EOF, or another -errno (malformed). */
+static int
+inbox_next(inbox_t *ib, kiln__frame_hdr_t *h, char **payload, char *err, size_t errlen)
+{
+    for (;;) {
+        struct msghdr msg;
+        struct iovec iov;
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * KILN__FRAME_MAXFDS)];
+        } ctl;
+        struct cmsghdr *c;
+        ssize_t n;
+
+        while (ib->off < ib->len) {
+            int done = 0;
+            long used = kiln__frame_reader_feed(&ib->rd, ib->buf + ib->off, ib->len - ib->off, 0,
+                                                &done, err, errlen);
+            if (used < 0)
+                return (int)used;
+            ib->off += (size_t)used;
+            if (done) {
+                *h = ib->rd.cur;
+                *payload = ib->rd.payload;
+                ib->rd.payload = NULL;
+                kiln__frame_reader_reset(&ib->rd);
+                return 0;
+            }
+        }
+        ib->off = ib->len = 0;
+        memset(&msg, 0, sizeof(msg));
+        iov.iov_base = ib->buf;
+        iov.iov_len = sizeof(ib->buf);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = sizeof(ctl.buf);
+        n = recvmsg(KILN__CHILD_FD, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "reading from the supervisor: %s", strerror(errno));
+            return -errno;
+        }
+        if (n == 0)
+            return -EPIPE;
+        for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            int got, i;
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (i = 0; i < got; i++) {
+                int one;
+                memcpy(&one, CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(int));
+                if (ib->nfds < INBOX_FDS)
+                    ib->fds[ib->nfds++] = one;
+                else
+                    close(one);
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC) {
+            snprintf(err, errlen, "descriptors from the supervisor were truncated");
+            return -EPROTO;
+        }
+        ib->len = (size_t)n;
+    }
+}
+
+/* Take the first `n` queued descriptors into out[].  -EPROTO if fewer came. */
+static int
+inbox_take_fds(inbox_t *ib, size_t n, int *out)
+{
+    if (n > KILN__FRAME_MAXFDS || n > (size_t)ib->nfds)
+        return -EPROTO;
+    memcpy(out, ib->fds, n * sizeof(int));
+    memmove(ib->fds, ib->fds + n, ((size_t)ib->nfds - n) * sizeof(int));
+    ib->nfds -= (int)n;
+    return 0;
+}
 
 static void
 send_initfail(const char *type, const char *message)
@@ -163,9 +258,9 @@ send_outcome(kiln_ctx_t *ctx, int rc)
 
 /* Run one TASK frame.  Returns 0, or -1 if the frame was malformed. */
 static int
-run_task(const kiln_plugin_t *p, const kiln__frame_hdr_t *h, const char *payload, int *fds,
-         int nfds)
+run_task(const kiln_plugin_t *p, const kiln__frame_hdr_t *h, const char *payload, inbox_t *ib)
 {
+    int fds[KILN__FRAME_MAXFDS], nfds = 0;
     kiln_ctx_t ctx;
     json_error_t jerr;
     json_t *msg = json_loadb(payload, h->len, 0, &jerr);
@@ -180,9 +275,14 @@ run_task(const kiln_plugin_t *p, const kiln__frame_hdr_t *h, const char *payload
         json_unpack_ex(msg, &jerr, 0, "{s:s,s?s,s:o,s:o,s?o,s?F,s?F}", "task", &task, "id", &ctx.id,
                        "args", &ctx.args, "kwargs", &ctx.kwargs, "files", &ctx.files, "soft", &soft,
                        "hard", &hard) < 0 ||
-        !json_is_array(ctx.args) || !json_is_object(ctx.kwargs)) {
+        !json_is_array(ctx.args) || !json_is_object(ctx.kwargs) ||
+        (ctx.files && !json_is_array(ctx.files))) {
         json_decref(msg);
-        close_fds(fds, nfds);
+        return -1;
+    }
+    nfds = ctx.files ? (int)json_array_size(ctx.files) : 0;
+    if (inbox_take_fds(ib, (size_t)nfds, fds) < 0) {
+        json_decref(msg);
         return -1;
     }
     ctx.task = task;
@@ -278,10 +378,10 @@ kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps, const kiln_
         _exit(KILN__EXIT_PROTOCOL);
 
     for (;;) {
-        kiln__frame_hdr_t h;
+        static inbox_t ib;
+        kiln__frame_hdr_t h = {0, 0, 0};
         char *payload = NULL;
-        int fds[KILN__FRAME_MAXFDS], nfds = 0;
-        int rc = kiln__frame_recv(KILN__CHILD_FD, &h, &payload, fds, &nfds, err, sizeof(err));
+        int rc = inbox_next(&ib, &h, &payload, err, sizeof(err));
 
         if (rc == -EPIPE)
             break;
@@ -289,10 +389,9 @@ kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps, const kiln_
             _exit(KILN__EXIT_PROTOCOL);
         if (h.type == KILN__FRAME_QUIT) {
             free(payload);
-            close_fds(fds, nfds);
             break;
         }
-        rc = run_task(p, &h, payload, fds, nfds);
+        rc = run_task(p, &h, payload, &ib);
         free(payload);
         if (rc < 0)
             _exit(KILN__EXIT_PROTOCOL);

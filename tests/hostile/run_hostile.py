@@ -446,7 +446,7 @@ class HostileTest(unittest.TestCase):
         self.assertFalse(os.path.exists(marker), "the constructor created %s" % marker)
 
     def test_wrong_abi(self):
-        self.assert_refused("wrong_abi", r"ABI 99\.0\b.*\b1\.0\b")
+        self.assert_refused("wrong_abi", r"ABI 99\.0\b.*\b1\.1\b")
 
 
 def main(argv):

@@ -316,7 +316,7 @@ class CliTest(unittest.TestCase):
         words = ("hello.so", "1.0.0", "hello.echo", "hello.sleep", "hello.fail", "compute")
         for word in words:
             self.assertIn(word, r.stdout, "kiln plugins shows %r\n%s" % (word, r))
-        self.assertRegex(r.stdout, r"ABI 1\.0\b", "%s" % r)
+        self.assertRegex(r.stdout, r"ABI 1\.1\b", "%s" % r)
         self.assertEqual(r.leftovers, [], "%s" % r)
 
 

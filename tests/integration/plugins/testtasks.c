@@ -2,7 +2,7 @@
  * send through Redis.  Every task is deterministic given its arguments; none
  * keeps state between tasks (a child may run many, or be replaced).
  *
- *   t.echo      [..]                  -> the args
+ *   t.echo      [..]                  -> the args (kwargs {"crash": true}: SIGSEGV)
  *   t.mark      [i, seconds]          -> {"i": i}; reports progress 0.5
  *                                        "ran" first (so every execution of
  *                                        the handler shows up as a PROGRESS
@@ -56,6 +56,8 @@ arg_num(kiln_ctx_t *ctx, size_t i, double dflt)
 static int
 echo(kiln_ctx_t *ctx)
 {
+    if (json_is_true(json_object_get(kiln_kwargs(ctx), "crash")))
+        raise(SIGSEGV);
     return kiln_set_result(ctx, json_deep_copy(kiln_args(ctx)));
 }
 

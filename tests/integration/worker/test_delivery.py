@@ -12,6 +12,7 @@ Usage: test_delivery.py [WorkerTest.test_NAME ...]
 import datetime
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -224,6 +225,60 @@ class WorkerTest(WorkerTestCase):
                     config={"pools": {"testtasks": {"settings": settings}}})
         app = self.celery(srv)
         self.assertEqual(app.send_task("t.settings").get(timeout=20), settings)
+
+    # --- tasks sent behind a running one (fast tasks) ------------------------------
+
+    def warm_fast(self, app, task, n=40):
+        """Run `task` n times one by one so the worker knows it as fast."""
+        for _ in range(n):
+            app.send_task(task, args=[0]).get(timeout=20)
+
+    def test_behind_child_crash(self):
+        """A child that crashes with fast tasks queued behind the one it runs
+        loses none of them: they run on its replacement, once each."""
+        srv = self.redis()
+        c = srv.client()
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "1"],
+                        config={"tasks": {"t.echo": {"retry_on_death": False}}})
+        app = self.celery(srv)
+        self.warm_fast(app, "t.echo")
+        # Staged on a list the worker does not serve, then handed over at
+        # once: the child has a backlog, so tasks wait behind the crash.
+        before = [app.send_task("t.echo", args=[i], queue="staged") for i in range(20)]
+        bad = app.send_task("t.echo", args=["boom"], kwargs={"crash": True}, queue="staged")
+        after = [app.send_task("t.echo", args=[i], queue="staged") for i in range(20, 60)]
+        c.rename("staged", "celery")
+        for i, r in enumerate(before + after):
+            self.assertEqual(r.get(timeout=30), [i if i < 20 else i])
+        with self.assertRaises(Exception) as cm:
+            bad.get(timeout=30)
+        self.assertEqual(type(cm.exception).__name__, "WorkerLostError", cm.exception)
+        self.assertRegex(str(cm.exception), "SIGSEGV")
+        self.assertEqual((c.llen("celery"), self.inflight(c)), (0, {}))
+        m = re.search(r"died with (\d+) task\(s\) sent behind", w.text())
+        self.assertTrue(m and int(m.group(1)) > 0, "tasks were waiting behind the crash\n" + w.tail())
+
+    def test_behind_time_limit(self):
+        """A task known as fast that hangs is killed at its hard limit; the fast
+        tasks sent behind it run afterwards on a new child, none lost."""
+        srv = self.redis()
+        c = srv.client()
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "1"],
+                        config={"tasks": {"t.sleep": {"retry_on_death": False}}})
+        app = self.celery(srv)
+        self.warm_fast(app, "t.sleep")
+        hung = app.send_task("t.sleep", args=[30], time_limit=1, queue="staged")
+        rest = [app.send_task("t.sleep", args=[0], queue="staged") for _ in range(30)]
+        c.rename("staged", "celery")
+        with self.assertRaises(Exception) as cm:
+            hung.get(timeout=30)
+        self.assertEqual(type(cm.exception).__name__, "TimeLimitExceeded", cm.exception)
+        for r in rest:
+            self.assertEqual(r.get(timeout=30), 0)
+        self.assertEqual((c.llen("celery"), self.inflight(c)), (0, {}))
+        m = re.search(r"died with (\d+) task\(s\) sent behind", w.text())
+        self.assertTrue(m and int(m.group(1)) > 0, "tasks were waiting behind the hung one\n" +
+                        w.tail())
 
     # --- fetching ----------------------------------------------------------------
 
