@@ -380,12 +380,12 @@ out:
     return rc;
 }
 
-int
-kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_msg_t *out, char *err,
-                    size_t errlen)
+static int
+decode(const char *data, size_t len, size_t max_body, int fast, kiln__task_msg_t *out, char *err,
+       size_t errlen)
 {
     json_error_t je;
-    json_t *env;
+    json_t *env = NULL;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -394,10 +394,22 @@ kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_ms
         err[0] = '\0';
     if (!data)
         return kiln__celery_fail(err, errlen, -EPROTO, "message is missing");
-    env = json_loadb(data, len, JSON_DECODE_ANY, &je);
-    if (!env)
-        return kiln__celery_fail(err, errlen, -EPROTO, "message is not valid JSON: %s at byte %d",
-                                 je.text, je.position);
+    if (fast && (env = kiln__celery_scan(data, len)) != NULL) {
+        out->raw = malloc(len + 1);
+        if (!out->raw) {
+            json_decref(env);
+            return kiln__celery_fail(err, errlen, -ENOMEM, "out of memory");
+        }
+        memcpy(out->raw, data, len);
+        out->raw[len] = '\0';
+        out->rawlen = len;
+    } else {
+        env = json_loadb(data, len, JSON_DECODE_ANY, &je);
+        if (!env)
+            return kiln__celery_fail(err, errlen, -EPROTO,
+                                     "message is not valid JSON: %s at byte %d", je.text,
+                                     je.position);
+    }
     if (!json_is_object(env)) {
         rc = kiln__celery_fail(err, errlen, -EPROTO, "message is %s, expected a JSON object",
                                kiln__json_type(env));
@@ -411,6 +423,7 @@ kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_ms
         memcpy(id, out->id, sizeof(id));
         memcpy(task, out->task, sizeof(task));
         json_decref(env);
+        free(out->raw);
         memset(out, 0, sizeof(*out));
         out->priority = -1;
         memcpy(out->id, id, sizeof(id));
@@ -419,6 +432,20 @@ kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_ms
     }
     out->envelope = env;
     return 0;
+}
+
+int
+kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_msg_t *out, char *err,
+                    size_t errlen)
+{
+    return decode(data, len, max_body, 1, out, err, errlen);
+}
+
+int
+kiln__celery_decode_slow(const char *data, size_t len, size_t max_body, kiln__task_msg_t *out,
+                         char *err, size_t errlen)
+{
+    return decode(data, len, max_body, 0, out, err, errlen);
 }
 
 void
@@ -430,5 +457,8 @@ kiln__celery_msg_free(kiln__task_msg_t *m)
     json_decref(m->args);
     json_decref(m->kwargs);
     json_decref(m->embed);
+    free(m->raw);
+    m->raw = NULL;
+    m->rawlen = 0;
     m->envelope = m->args = m->kwargs = m->embed = NULL;
 }

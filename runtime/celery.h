@@ -23,7 +23,10 @@
 #define KILN__CELERY_PRIORITY_SEP "\x06\x16"
 
 typedef struct kiln__task_msg {
-    json_t *envelope;       /* the whole decoded envelope (owned) */
+    json_t *envelope; /* the decoded envelope (owned); only the fields read
+                         here when `raw` is set (the fast path) */
+    char *raw;        /* a copy of the message when envelope is slim (owned) */
+    size_t rawlen;
     char id[160];           /* headers.id */
     char task[256];         /* headers.task */
     json_t *args;           /* array (owned reference) */
@@ -54,6 +57,10 @@ typedef struct kiln__task_msg {
  * whatever id/task could be read (for the dead-letter entry), nothing owned. */
 int kiln__celery_decode(const char *data, size_t len, size_t max_body, kiln__task_msg_t *out,
                         char *err, size_t errlen);
+/* The same without the fast path (jansson on the whole message): for tests
+ * and the fuzzer, which check that both agree. */
+int kiln__celery_decode_slow(const char *data, size_t len, size_t max_body, kiln__task_msg_t *out,
+                             char *err, size_t errlen);
 void kiln__celery_msg_free(kiln__task_msg_t *m);
 
 /* What `kiln submit` (and retries) need to build a protocol-2 message. */

@@ -38,6 +38,11 @@ int kiln__celery_inflate(const unsigned char *in, size_t n, size_t max_body, uns
  * "+00:00" when with_tz; "" outside years 1..9999. */
 void kiln__celery_iso(double epoch, int with_tz, char *buf, size_t len);
 
+/* The envelope's fast path (celery_scan.c): a new object holding only the
+ * fields celery.c reads, or NULL when the message is malformed or unusual
+ * (then decode it whole with jansson). */
+json_t *kiln__celery_scan(const char *data, size_t len);
+
 /* Wall-clock time, epoch seconds. */
 double kiln__celery_now(void);
 

@@ -431,7 +431,14 @@ kiln__celery_retry_message(const kiln__task_msg_t *m, double eta)
         errno = EINVAL;
         return NULL;
     }
-    env = json_deep_copy(m->envelope);
+    if (m->raw) {
+        /* The envelope is the fast path's slim one: the retry keeps every
+         * field, so read them all. */
+        json_error_t je;
+        env = json_loadb(m->raw, m->rawlen, JSON_DECODE_ANY, &je);
+    } else {
+        env = json_deep_copy(m->envelope);
+    }
     headers = json_object_get(env, "headers");
     props = json_object_get(env, "properties");
     if (!json_is_object(headers) || !json_is_object(props)) {

@@ -10,6 +10,8 @@
  * message has an id, a task, args and kwargs of the right types and a sane
  * retry count; its retry message, re-encoding and result meta decode again
  * to the same id, args and kwargs; a parsed time formats and parses back.
+ * The decoder's fast path (celery_scan.c) and its slow path (jansson on the
+ * whole message) agree on every input: same code, same message, same fields.
  */
 #include "celery.h"
 
@@ -100,6 +102,20 @@ check_time(const char *s)
     CHECK(fabs(back - t) <= 1e-6 + fabs(t) * 1e-15);
 }
 
+static int
+same_msg(const kiln__task_msg_t *a, const kiln__task_msg_t *b)
+{
+    return !strcmp(a->id, b->id) && !strcmp(a->task, b->task) && json_equal(a->args, b->args) &&
+           json_equal(a->kwargs, b->kwargs) && (a->embed == NULL) == (b->embed == NULL) &&
+           (!a->embed || json_equal(a->embed, b->embed)) && a->retries == b->retries &&
+           a->eta == b->eta && a->expires == b->expires &&
+           a->soft_time_limit == b->soft_time_limit && a->time_limit == b->time_limit &&
+           !strcmp(a->root_id, b->root_id) && !strcmp(a->parent_id, b->parent_id) &&
+           !strcmp(a->group, b->group) && a->priority == b->priority &&
+           !strcmp(a->reply_to, b->reply_to) && !strcmp(a->routing_key, b->routing_key) &&
+           !strcmp(a->exchange, b->exchange);
+}
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -113,6 +129,15 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     err[0] = 'x';
     rc = kiln__celery_decode((const char *)data + 1, size - 1, bodies[data[0] & 3], &m, err,
                              sizeof(err));
+    {
+        kiln__task_msg_t slow;
+        char serr[512];
+        int src = kiln__celery_decode_slow((const char *)data + 1, size - 1, bodies[data[0] & 3],
+                                           &slow, serr, sizeof(serr));
+        CHECK(src == rc);
+        CHECK(rc < 0 ? !strcmp(err, serr) && !strcmp(m.id, slow.id) : same_msg(&m, &slow));
+        kiln__celery_msg_free(&slow);
+    }
     if (rc < 0) {
         CHECK(rc == -EPROTO || rc == -EMEDIUMTYPE || rc == -E2BIG || rc == -ENOMEM);
         CHECK(err[0] != '\0' && strlen(err) < sizeof(err));

@@ -538,7 +538,12 @@ test_retry_message_bumps_retries_and_eta(void **state)
         0);
     msg = kiln__celery_retry_message(&m, 1800000000.25);
     assert_non_null(msg);
-    assert_int_equal(kiln__celery_decode(msg, strlen(msg), MAX_BODY, &r, err, sizeof(err)), 0);
+    /* The whole envelopes (the fast path keeps only what it reads). */
+    kiln__celery_msg_free(&m);
+    assert_int_equal(kiln__celery_decode_slow(real_priority, strlen(real_priority), MAX_BODY, &m,
+                                              err, sizeof(err)),
+                     0);
+    assert_int_equal(kiln__celery_decode_slow(msg, strlen(msg), MAX_BODY, &r, err, sizeof(err)), 0);
     assert_int_equal(r.retries, 1);
     assert_true(fabs(r.eta - 1800000000.25) < 1e-6);
     assert_string_equal(r.id, m.id);
@@ -578,6 +583,60 @@ test_retry_message_bumps_retries_and_eta(void **state)
     free(msg);
     assert_null(kiln__celery_retry_message(NULL, 1));
     assert_null(kiln__celery_retry_message(&m, 1)); /* freed: no envelope */
+}
+
+static void
+test_fast_path_matches_slow(void **state)
+{
+    /* The envelope scanner (celery_scan.c) and jansson on the whole message
+     * read the same fields from real messages, and the scanner hands odd
+     * ones (escapes, non-ASCII, exponents, broken JSON) to jansson. */
+    static const char *odd[] = {
+        "{\"body\": \"W1tdLCB7fSwge31d\", \"content-type\": \"application/json\", "
+        "\"content-encoding\": \"utf-8\", \"headers\": {\"task\": \"t\\u00e9\", \"id\": \"1\"}, "
+        "\"properties\": {\"body_encoding\": \"base64\"}}",
+        "{\"body\": \"W1tdLCB7fSwge31d\", \"content-type\": \"application/json\", "
+        "\"content-encoding\": \"utf-8\", \"headers\": {\"task\": \"t\", \"id\": \"1\", "
+        "\"retries\": 1e2}, \"properties\": {\"body_encoding\": \"base64\"}}",
+        "{\"body\": \"W1tdLCB7fSwge31d\", \"content-type\": \"application/json\", "
+        "\"content-encoding\": \"utf-8\", \"headers\": {\"task\": \"t\", \"id\": \"1\", "
+        "\"argsrepr\": \"caf\xc3\xa9\"}, \"properties\": {\"body_encoding\": \"base64\"}}",
+        "{\"body\": \"W1tdLCB7fSwge31d\", \"headers\": {\"task\": \"t\", \"id\": \"1\"}, "
+        "\"properties\": {\"body_encoding\": \"base64\"}, \"x\": [1, 2,]}",
+        "{\"body\": \"W1tdLCB7fSwge31d\", \"headers\": {\"task\": \"t\", \"id\": \"1\", "
+        "\"id\": \"2\"}, \"properties\": {\"body_encoding\": \"base64\", \"priority\": null}} ",
+        "{\"headers\": 5, \"properties\": {}}",
+        "[1]",
+        "",
+    };
+    const char *real[] = {real_priority, real_gzip};
+    kiln__task_msg_t a, b;
+    char ea[256], eb[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(real) / sizeof(real[0]) + sizeof(odd) / sizeof(odd[0]); i++) {
+        const char *s = i < 2 ? real[i] : odd[i - 2];
+        int ra = kiln__celery_decode(s, strlen(s), MAX_BODY, &a, ea, sizeof(ea));
+        int rb = kiln__celery_decode_slow(s, strlen(s), MAX_BODY, &b, eb, sizeof(eb));
+        assert_int_equal(ra, rb);
+        if (ra < 0) {
+            assert_string_equal(ea, eb);
+        } else {
+            assert_string_equal(a.id, b.id);
+            assert_string_equal(a.task, b.task);
+            assert_true(json_equal(a.args, b.args) && json_equal(a.kwargs, b.kwargs));
+            assert_int_equal(a.retries, b.retries);
+            assert_int_equal(a.priority, b.priority);
+            assert_string_equal(a.routing_key, b.routing_key);
+            assert_true(a.eta == b.eta && a.expires == b.expires);
+            assert_true(a.time_limit == b.time_limit && a.soft_time_limit == b.soft_time_limit);
+        }
+        if (i < 2)
+            assert_non_null(a.raw); /* real messages take the fast path */
+        kiln__celery_msg_free(&a);
+        kiln__celery_msg_free(&b);
+    }
 }
 
 /* ------------------------------------------------------------- results */
@@ -1605,6 +1664,7 @@ main(void)
         cmocka_unit_test(test_encode_long_argsrepr_is_cut),
         cmocka_unit_test(test_encode_refuses_bad_spec),
         cmocka_unit_test(test_retry_message_bumps_retries_and_eta),
+        cmocka_unit_test(test_fast_path_matches_slow),
         cmocka_unit_test(test_result_success_meta),
         cmocka_unit_test(test_result_states_and_ids),
         cmocka_unit_test(test_exc_modules),
