@@ -23,29 +23,30 @@
  * Returns {tag, message, ...}. */
 const char kiln__lua_fetch[] =
     "local n = tonumber(ARGV[1]) local ahead = tonumber(ARGV[2]) local seq = tonumber(ARGV[3])\n"
-    "local out = {} local took = 0\n"
+    "local out = {} local fields = {} local took = 0\n"
     "local function fast(m)\n"
     "  for j = 4, #ARGV do if string.find(m, ARGV[j], 1, true) then return true end end\n"
     "  return false\n"
     "end\n"
+    /* A few calls per fetch, not per message: the oldest messages are the
+     * list's tail (kombu LPUSHes), read with LRANGE and cut with LTRIM. */
     "for i = 2, #KEYS do\n"
-    "  while took < n + ahead do\n"
-    "    local m\n"
-    "    if took < n then m = redis.call('RPOP', KEYS[i])\n"
-    "    else\n"
-    "      m = redis.call('LINDEX', KEYS[i], -1)\n"
-    "      if m and not fast(m) then return out end\n"
-    "      if m then redis.call('RPOP', KEYS[i]) end\n"
-    "    end\n"
-    "    if not m then break end\n"
+    "  local want = n + ahead - took\n"
+    "  if want <= 0 then break end\n"
+    "  local ms = redis.call('LRANGE', KEYS[i], -want, -1)\n"
+    "  local k = 0\n"
+    "  for x = #ms, 1, -1 do\n"
+    "    local m = ms[x]\n"
+    "    if took >= n and not fast(m) then break end\n"
     "    local tag = seq .. '\\t' .. KEYS[i]\n"
-    "    seq = seq + 1\n"
-    "    took = took + 1\n"
-    "    redis.call('HSET', KEYS[1], tag, m)\n"
+    "    seq = seq + 1 took = took + 1 k = k + 1\n"
+    "    fields[#fields + 1] = tag fields[#fields + 1] = m\n"
     "    out[#out + 1] = tag out[#out + 1] = m\n"
     "  end\n"
-    "  if took >= n + ahead then break end\n"
+    "  if k > 0 then redis.call('LTRIM', KEYS[i], 0, -k - 1) end\n"
+    "  if k < #ms then break end\n"
     "end\n"
+    "if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end\n"
     "return out\n";
 
 #define WRITE_RESULT(K, A)                                                                         \
@@ -58,7 +59,7 @@ const char kiln__lua_fetch[] =
 
 /* KEYS: inflight, then result keys.  ARGV: expires, then (tag, meta) pairs,
  * one per result key: many tasks acked in one call. */
-const char kiln__lua_ack[] = "local ex = tonumber(ARGV[1])\n"
+const char kiln__lua_ack[] = "local ex = tonumber(ARGV[1]) local tags = {}\n"
                              "for i = 2, #KEYS do\n"
                              "  local meta = ARGV[2 * i - 1]\n"
                              "  if meta ~= '' then\n"
@@ -66,8 +67,9 @@ const char kiln__lua_ack[] = "local ex = tonumber(ARGV[1])\n"
                              "    else redis.call('SET', KEYS[i], meta) end\n"
                              "    redis.call('PUBLISH', KEYS[i], meta)\n"
                              "  end\n"
-                             "  redis.call('HDEL', KEYS[1], ARGV[2 * i - 2])\n"
+                             "  tags[#tags + 1] = ARGV[2 * i - 2]\n"
                              "end\n"
+                             "if #tags > 0 then redis.call('HDEL', KEYS[1], unpack(tags)) end\n"
                              "return #KEYS - 1\n";
 
 /* KEYS: inflight, result key.  ARGV: tag, meta, expires.  One ack. */

@@ -166,7 +166,7 @@ struct kiln__worker {
 #define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
 #define FAST_STREAK       32
 #define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
-#define AHEAD             8    /* messages fetched ahead per child of a fast pool */
+#define AHEAD             16 /* messages held ahead per child of a fast pool (behind it or queued) */
 #define MAX_FAST_TASKS    64
 #define MAX_FAST_PATTERNS 16
 #define HOARD_CHECK_MS    5
@@ -1199,8 +1199,8 @@ capacity(kiln__worker_t *w, unsigned *ahead)
         idle_total += (long)idle;
         allowed += (long)idle + (w->pools[i].had_fast ? (long)children * AHEAD : 0);
         ahead_cap += w->pools[i].had_fast ? (long)children * AHEAD : 0;
-        held += (long)kiln__pool_queued(w->pools[i].pool) +
-                (long)kiln__pool_behind(w->pools[i].pool);
+        held +=
+            (long)kiln__pool_queued(w->pools[i].pool) + (long)kiln__pool_behind(w->pools[i].pool);
     }
     n = idle_total - held;
     if (n < 0)
