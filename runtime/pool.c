@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #define LOAD_TIMEOUT_MS   30000
-#define PIPE_DEPTH        8 /* tasks sent behind a running one, fast tasks only */
-#define PIPE_LOW          2 /* top up the tasks behind once down to this many */
+#define PIPE_DEPTH        16 /* tasks sent behind a running one, fast tasks only */
+#define PIPE_LOW          6  /* top up the tasks behind once down to this many */
 #define MAX_INIT_FAILURES 3
 #define UID_BASE_DEFAULT  61000
 

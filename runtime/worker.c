@@ -166,7 +166,7 @@ struct kiln__worker {
 #define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
 #define FAST_STREAK       32
 #define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
-#define AHEAD             16 /* messages held ahead per child of a fast pool (behind it or queued) */
+#define AHEAD             32 /* messages held ahead per child of a fast pool (behind it or queued) */
 #define MAX_FAST_TASKS    64
 #define MAX_FAST_PATTERNS 16
 #define HOARD_CHECK_MS    5
