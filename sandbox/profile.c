@@ -246,6 +246,12 @@ static const kiln__rule_t base[] = {
     ALLOW("setrlimit"),
     ALLOW_IF("prlimit64", 0, SCMP_CMP_EQ, 0, 0),
     ALLOW("getrandom"),
+    /* Constructors of libraries Debian's FFmpeg links (libavcodec pulls in
+     * libx265 -> libnuma, libavformat libssh -> libgcrypt): libnuma probes
+     * the NUMA memory policy, libgcrypt locks its secure memory pool.  An
+     * errno, not a trap: "no NUMA", "may not lock"; both carry on. */
+    ERRNO("get_mempolicy", ENOSYS),
+    ERRNO("mlock", EPERM),
     ALLOW("restart_syscall"),
     ALLOW("exit"),
     ALLOW("exit_group"),
