@@ -9,6 +9,7 @@
 #include "log.h"
 #include "parse.h"
 #include "pool.h"
+#include "probe_cache.h"
 #include "roots.h"
 
 #include <errno.h>
@@ -53,7 +54,12 @@ static const char run_usage[] =
     "                           line: {\"task\": T, \"args\": [...], \"kwargs\": {...}};\n"
     "                           prints one JSON line per task, in order\n"
     "  -v, --verbose            log what the supervisor does\n"
-    "  -h, --help               show this help\n";
+    "  -h, --help               show this help\n"
+    "\n"
+    "A plugin is described (its tasks and policy) by a sandboxed probe child; the\n"
+    "description of an unchanged plugin file is kept in $KILN_CACHE_DIR (default\n"
+    "~/.cache/kiln) and reused, so later runs start one child, not two.\n"
+    "KILN_PROBE_CACHE=0 always probes.\n";
 
 typedef struct run_task {
     kiln__job_t job;
@@ -70,6 +76,7 @@ typedef struct run_state {
     kiln__pool_t *pool;
     kiln__pool_cfg_t cfg;
     int have_memory, have_time, have_soft, have_profile, have_mtpc, have_fsize;
+    int cached; /* the plugin's description came from the probe cache */
     const char *plugin_arg;
     char plugin[PATH_MAX];
     const char *task;
@@ -225,6 +232,8 @@ on_probe(kiln__super_t *s, const kiln__plugin_info_t *info, void *arg)
         run_shutdown(st, KILN__EXIT_REFUSED, 5.0);
         return;
     }
+    if (!st->cached)
+        kiln__probe_cache_put(st->plugin, info->hello);
     if (policy_from_hello(st, info->hello) != 0) {
         run_shutdown(st, KILN__EXIT_REFUSED, 5.0);
         return;
@@ -618,9 +627,20 @@ kiln__cmd_run(int argc, char **argv)
     st.sigint.data = st.sigterm.data = &st;
     uv_signal_start(&st.sigint, on_signal, SIGINT);
     uv_signal_start(&st.sigterm, on_signal, SIGTERM);
-    if (kiln__plugin_probe(&st.sup, st.plugin, on_probe, &st) < 0) {
-        kiln__cli_error("cannot start a probe child");
-        run_shutdown(&st, KILN__EXIT_SYSTEM, 5.0);
+    {
+        /* A plugin file described before needs no probe child. */
+        kiln__plugin_info_t info;
+        memset(&info, 0, sizeof(info));
+        info.hello = kiln__probe_cache_get(st.plugin);
+        if (info.hello) {
+            kiln__log_info("plugin %s: description from the probe cache", st.plugin);
+            st.cached = 1;
+            on_probe(&st.sup, &info, &st);
+            json_decref(info.hello);
+        } else if (kiln__plugin_probe(&st.sup, st.plugin, on_probe, &st) < 0) {
+            kiln__cli_error("cannot start a probe child");
+            run_shutdown(&st, KILN__EXIT_SYSTEM, 5.0);
+        }
     }
     uv_run(&st.loop, UV_RUN_DEFAULT);
     uv_loop_close(&st.loop);

@@ -162,7 +162,7 @@ class Result:
         return text
 
 
-def run_kiln(args, stdin=None, cwd=None, timeout=RUN_TIMEOUT):
+def run_kiln(args, stdin=None, cwd=None, timeout=RUN_TIMEOUT, env=None):
     """Run kiln with args; wait; collect and kill anything it left behind.
 
     Output goes to files, not pipes, so that a descendant holding kiln's
@@ -180,6 +180,7 @@ def run_kiln(args, stdin=None, cwd=None, timeout=RUN_TIMEOUT):
             stdout=fout,
             stderr=ferr,
             cwd=cwd,
+            env=dict(os.environ, **env) if env else None,
             start_new_session=True,
         )
         timed_out = False

@@ -45,7 +45,7 @@ class CliTest(unittest.TestCase):
     def tearDown(self):
         kilntest.kill_all(kilntest.descendants())
 
-    def kiln(self, *args, **kw):
+    def kiln(self, *args, **kw):  # kw: stdin, cwd, timeout, env
         r = run_kiln(list(args), **kw)
         sys.stderr.write("%s\n" % r)
         return r
@@ -227,6 +227,34 @@ class CliTest(unittest.TestCase):
         self.assert_result(r, {"max_pixels": 5, "x": [1]})
         r = self.kiln("run", tt, "t.settings")
         self.assert_result(r, {})
+
+    def test_probe_cache(self):
+        """The second `kiln run` of an unchanged plugin file takes its
+        description from the probe cache; a changed file, a cache directory
+        others can write, or KILN_PROBE_CACHE=0 mean a probe again."""
+        cache = os.path.join(self.tmp, "cache")
+        so = os.path.join(self.tmp, "hello.so")
+        shutil.copyfile(self.hello, so)
+        os.chmod(so, 0o755)
+        env = {"KILN_CACHE_DIR": cache}
+        hit = "description from the probe cache"
+
+        def run(**extra):
+            r = self.kiln("run", "-v", so, "hello.echo", "--args", "[5]",
+                          env=dict(env, **extra))
+            self.assert_result(r, [5])
+            return hit in r.stderr
+
+        self.assertFalse(run(), "the first run probes")
+        self.assertEqual(oct(os.stat(cache).st_mode & 0o777), "0o700")
+        self.assertTrue(run(), "the second run uses the cache")
+        self.assertFalse(run(KILN_PROBE_CACHE="0"), "KILN_PROBE_CACHE=0 probes")
+        st = os.stat(so)
+        os.utime(so, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        self.assertFalse(run(), "a changed file is probed again")
+        self.assertTrue(run())
+        os.chmod(cache, 0o777)
+        self.assertFalse(run(), "a cache directory others can write is not used")
 
     def test_settings_not_object(self):
         r = self.kiln("run", self.hello, "hello.echo", "--settings", "[1]")
