@@ -75,12 +75,15 @@ store(video_limits_t *l, const setting_t *k, double v)
 {
     char *p = (char *)l + k->offset;
 
-    if (strcmp(k->name, "threads") == 0)
-        *(int *)p = (int)v;
-    else if (k->integer)
-        *(int64_t *)p = (int64_t)v;
-    else
-        *(double *)p = v;
+    if (strcmp(k->name, "threads") == 0) {
+        int i = (int)v;
+        memcpy(p, &i, sizeof(i));
+    } else if (k->integer) {
+        int64_t i = (int64_t)v;
+        memcpy(p, &i, sizeof(i));
+    } else {
+        memcpy(p, &v, sizeof(v));
+    }
 }
 
 static const char *
