@@ -837,6 +837,7 @@ slot_spawn(kiln__slot_t *sl)
     }
     snprintf(jail->plugin_path, sizeof(jail->plugin_path), "%s", p->cfg.plugin_path);
     snprintf(jail->settings, sizeof(jail->settings), "%s", p->cfg.settings);
+    jail->report_rss = p->cfg.max_rss_bytes > 0;
     if (s->cgroup.memory_dir[0] || s->cgroup.pids_dir[0]) {
         if (kiln__cgroup_slot_procs(&s->cgroup, sl->id, jail->cgroup_memory_procs,
                                     jail->cgroup_pids_procs) < 0)

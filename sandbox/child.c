@@ -23,6 +23,9 @@
 #define MAX_TASKS_IN_PLUGIN 4096
 #define INBOX_FDS           (4 * KILN__FRAME_MAXFDS)
 
+/* Send the peak RSS with every outcome (the pool recycles on max_rss). */
+static int report_rss;
+
 /* What the supervisor sent, read in large chunks: a fast pool gets several
  * TASK frames in one write, and they cost one read here.  Descriptors queue
  * in arrival order; each TASK takes as many as its "files" array names (the
@@ -230,7 +233,7 @@ send_outcome(kiln_ctx_t *ctx, int rc)
         type = KILN__FRAME_RESULT;
         o = json_pack("{s:O}", "result", ctx->result ? ctx->result : json_null());
     }
-    if (o) {
+    if (o && report_rss) {
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0)
             json_object_set_new(o, "rss_kb", json_integer((json_int_t)ru.ru_maxrss));
@@ -319,6 +322,7 @@ kiln__child_main(const kiln__jail_t *jail, const kiln__caps_t *caps, const kiln_
     json_t *hello;
     char *s;
 
+    report_rss = jail->report_rss != 0;
     if (kiln__jail_enter(jail, caps, filters, err, sizeof(err)) < 0)
         die_initfail("SandboxError", err);
 

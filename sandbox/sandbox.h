@@ -163,8 +163,9 @@ typedef struct kiln__jail {
     int32_t keep_fd;                    /* the IPC channel, kept open (moved to fd 3) */
     char cgroup_memory_procs[PATH_MAX]; /* slot's cgroup.procs to join, "" = none */
     char cgroup_pids_procs[PATH_MAX];
-    char plugin_path[PATH_MAX]; /* the .so to load (landlock allows reading it) */
+    char plugin_path[PATH_MAX];        /* the .so to load (landlock allows reading it) */
     char settings[KILN__SETTINGS_MAX]; /* the plugin's settings: compact JSON object or "" */
+    uint32_t report_rss;               /* send the peak RSS with each outcome (max_rss set) */
 } kiln__jail_t;
 
 /* Fixed fd number of the IPC channel inside a child. */
