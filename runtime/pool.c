@@ -90,6 +90,7 @@ struct kiln__pool {
     int finished; /* every child gone; freed on the next loop turn */
     uv_timer_t grace_timer;
     uv_prepare_t flush; /* writes the TASK frames queued in one loop turn */
+    unsigned depth;     /* tasks that may wait behind a running one (<= PIPE_DEPTH) */
     int handles;        /* open handles; p is freed when the last closes */
     void (*close_cb)(void *);
     void *close_arg;
@@ -945,7 +946,7 @@ slot_takes_behind(const kiln__slot_t *sl, const kiln__pool_t *p)
 {
     const kiln__job_t *job = p->qhead;
     if (!sl->conn || sl->state != SLOT_BUSY || sl->retire_after || sl->kill_reason || !job ||
-        !job->fast || job->nfds > 0 || !sl->refill || sl->nbehind >= PIPE_DEPTH)
+        !job->fast || job->nfds > 0 || !sl->refill || sl->nbehind >= p->depth)
         return 0;
     if (sl->conn->woff > 0)
         return 0; /* a write is half done: wait for it */
@@ -1027,7 +1028,7 @@ pool_dispatch(kiln__pool_t *p)
      * topped up only once it is down to PIPE_LOW: several tasks then share
      * one write and one wake-up of the child. */
     for (i = 0; i < p->nslots; i++)
-        p->slots[i]->refill = p->slots[i]->nbehind <= PIPE_LOW;
+        p->slots[i]->refill = p->slots[i]->nbehind <= p->depth * PIPE_LOW / PIPE_DEPTH;
     do {
         more = 0;
         for (i = 0; i < p->nslots && p->qhead; i++) {
@@ -1152,6 +1153,7 @@ pool_create(kiln__super_t *s, const kiln__pool_cfg_t *cfg, int probe, kiln__pool
     }
     uv_timer_init(s->loop, &p->grace_timer);
     p->grace_timer.data = p;
+    p->depth = PIPE_DEPTH;
     uv_prepare_init(s->loop, &p->flush);
     p->flush.data = p;
     p->handles = 2;
@@ -1235,6 +1237,12 @@ unsigned
 kiln__pool_queued(const kiln__pool_t *p)
 {
     return p->queued;
+}
+
+void
+kiln__pool_set_depth(kiln__pool_t *p, unsigned depth)
+{
+    p->depth = depth > PIPE_DEPTH ? PIPE_DEPTH : depth;
 }
 
 unsigned

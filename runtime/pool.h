@@ -74,9 +74,9 @@ typedef struct kiln__pool_cfg {
     uint32_t max_tasks_per_child; /* 0 = unlimited */
     uint32_t concurrency;
     uint32_t nofile;
-    uint64_t max_rss_bytes;     /* recycle a child after a task that took it past this; 0 = no */
+    uint64_t max_rss_bytes; /* recycle a child after a task that took it past this; 0 = no */
     char settings[KILN__SETTINGS_MAX]; /* plugin settings, compact JSON object or "" */
-    void (*on_idle)(void *arg); /* a child became idle with nothing queued (may be NULL) */
+    void (*on_idle)(void *arg);        /* a child became idle with nothing queued (may be NULL) */
     void *idle_arg;
 } kiln__pool_cfg_t;
 
@@ -126,6 +126,9 @@ int kiln__pool_submit(kiln__pool_t *p, kiln__job_t *job);
 /* Children ready for a task right now, minus queued jobs (never negative). */
 unsigned kiln__pool_idle(const kiln__pool_t *p);
 unsigned kiln__pool_queued(const kiln__pool_t *p);
+/* How many tasks marked fast may wait in a child behind the one it runs
+ * (capped at the pool's maximum, 16; 0 = none). */
+void kiln__pool_set_depth(kiln__pool_t *p, unsigned depth);
 /* Tasks sent to children behind the ones they are running (not started). */
 unsigned kiln__pool_behind(const kiln__pool_t *p);
 /* Take back the jobs still waiting in the pool's own queue (never sent to a

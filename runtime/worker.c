@@ -66,7 +66,9 @@ static const char *const script_text[S_COUNT] = {
 typedef struct wpool {
     char plugin[64];
     kiln__pool_t *pool;
-    int had_fast; /* a task of this pool has run fast FAST_STREAK times in a row */
+    int had_fast;   /* a task of this pool has run fast FAST_STREAK times in a row */
+    double fast_ms; /* running mean of its fast tasks' run times (ms ticks) */
+    unsigned ahead; /* messages held per child beyond the running one: ~HOLD_MS of work */
     kiln__worker_t *w;
     int closing; /* kiln__pool_close called */
     int closed;  /* its close callback ran: the pool is gone */
@@ -170,6 +172,7 @@ struct kiln__worker {
 #define MAX_FAST_TASKS    64
 #define MAX_FAST_PATTERNS 16
 #define HOARD_CHECK_MS    5
+#define HOLD_MS           10.0 /* work held ahead per child of a fast pool, at most */
 /* STARTED is written once a task has run this long.  A task done sooner goes
  * straight to its final state: no poller could have told the difference, and
  * a fast pool saves two Redis writes per task. */
@@ -1181,6 +1184,17 @@ note_speed(kiln__worker_t *w, wpool_t *wp, const char *task, double ms)
     if (!v && json_object_size(w->fast) >= MAX_FAST_TASKS)
         return;
     json_object_set_new(w->fast, task, json_integer(streak));
+    if (ms < SLOW_MS) {
+        /* Hold about HOLD_MS of work per child: 32 sub-millisecond tasks,
+         * one 10 ms task.  (Run times are whole loop milliseconds; their
+         * mean still tracks the true time.) */
+        double per, a;
+        wp->fast_ms = wp->fast_ms > 0 ? 0.95 * wp->fast_ms + 0.05 * ms : (ms > 0 ? ms : 0.05);
+        per = wp->fast_ms > 0.05 ? wp->fast_ms : 0.05;
+        a = HOLD_MS / per;
+        wp->ahead = a >= AHEAD ? AHEAD : a < 1 ? 1 : (unsigned)a;
+        kiln__pool_set_depth(wp->pool, (wp->ahead + 1) / 2);
+    }
     if (streak >= FAST_STREAK)
         wp->had_fast = 1;
 }
@@ -1197,8 +1211,8 @@ capacity(kiln__worker_t *w, unsigned *ahead)
         unsigned children, idle;
         kiln__pool_counts(w->pools[i].pool, &children, &idle);
         idle_total += (long)idle;
-        allowed += (long)idle + (w->pools[i].had_fast ? (long)children * AHEAD : 0);
-        ahead_cap += w->pools[i].had_fast ? (long)children * AHEAD : 0;
+        allowed += (long)idle + (w->pools[i].had_fast ? (long)children * w->pools[i].ahead : 0);
+        ahead_cap += w->pools[i].had_fast ? (long)children * w->pools[i].ahead : 0;
         held +=
             (long)kiln__pool_queued(w->pools[i].pool) + (long)kiln__pool_behind(w->pools[i].pool);
     }

@@ -324,6 +324,39 @@ class WorkerTest(WorkerTestCase):
         slow tasks must still not be fetched ahead."""
         self.no_hoarding(warm=True)
 
+    def test_hold_scales_with_run_time(self):
+        """A fast pool holds about 10 ms of work per child ahead of the
+        running task: many messages for sub-millisecond tasks, one or two
+        for 5 ms tasks."""
+        srv = self.redis()
+        c = srv.client()
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "1"])
+        app = self.celery(srv)
+        self.wait_all_success(c, self.send_many(app, "t.sleep", [[0.005]] * 60), 30)
+        # Staged, then handed over at once: a backlog the worker could take.
+        ids = self.send_many(app, "t.sleep", [[0.005]] * 150, queue="staged")
+        c.rename("staged", "celery")
+        most = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and c.llen("celery") > 20:
+            most = max(most, c.hlen("kiln:inflight:" + w.wid))
+            time.sleep(0.002)
+        self.wait_all_success(c, ids, 30)
+        log("5 ms tasks: at most %d held by a worker with one child", most)
+        self.assertGreaterEqual(most, 1)
+        self.assertLessEqual(most, 4, "about 10 ms of 5 ms tasks: the running one and 1-2 more")
+        self.wait_all_success(c, self.send_many(app, "t.echo", [[i] for i in range(200)]), 30)
+        ids = self.send_many(app, "t.echo", [[i] for i in range(2000)], queue="staged")
+        c.rename("staged", "celery")
+        most = 0
+        while time.monotonic() < deadline + 30 and c.llen("celery") > 100:
+            most = max(most, c.hlen("kiln:inflight:" + w.wid))
+            time.sleep(0.001)
+        self.wait_all_success(c, ids, 30)
+        log("sub-millisecond tasks: at most %d held", most)
+        self.assertGreater(most, 4, "sub-millisecond tasks are held deeper")
+        self.assertLessEqual(most, 34, "never more than 32 ahead per child")
+
     def no_hoarding(self, warm):
         srv = self.redis()
         c = srv.client()
