@@ -134,9 +134,42 @@ demo() {
     show "$kiln" run "$hello" hello.echo --args '["still here"]'
     [ "$rc" -eq 0 ] || die "hello.echo after the contained tasks exited $rc"
 
+    media_demo
     worker_demo
     say "demo done: kiln run: 2 tasks succeeded, 1 failed as asked, $contained were contained;" \
+        "an image was thumbnailed and a decompression bomb refused;" \
         "kiln worker served a plain Celery client and contained a hostile task"
+}
+
+# The image plugin on a real JPEG made by ImageMagick, and on a PNG whose
+# header claims 100000x100000 pixels (a decompression bomb).
+media_demo() {
+    local dir=$demo_tmp/media image=build/plugins/image.so
+    [ -e "$image" ] || die "build/plugins/image.so was not built (libvips-dev missing?)"
+    mkdir -p "$dir"
+    chmod 755 "$demo_tmp" "$dir"
+    /usr/bin/convert -size 1600x1200 plasma:fractal "$dir/photo.jpg"
+    say "image.thumbnail of a 1600x1200 JPEG made by ImageMagick"
+    show build/kiln run "$image" image.thumbnail --root "$dir" --file input="$dir/photo.jpg" \
+        --out output="$dir/thumb.jpg" --kwargs '{"width": 256}'
+    [ "$rc" -eq 0 ] || die "image.thumbnail exited $rc"
+    echo "-> ok: $(identify -format '%m %wx%h' "$dir/thumb.jpg") in $dir/thumb.jpg" \
+        "(kiln exited 0 after ${elapsed} s)"
+    /usr/bin/python3 - "$dir/bomb.png" <<'PY'
+import struct, sys, zlib
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+idat = zlib.compress(b"\0" + b"\0" * 300)
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                              + chunk(b"IEND", b""))
+PY
+    say "image.thumbnail of a PNG whose header claims 100000x100000 pixels"
+    show build/kiln run "$image" image.thumbnail --root "$dir" --file input="$dir/bomb.png" \
+        --out output="$dir/bomb-thumb.jpg" --kwargs '{"width": 256}'
+    [ "$rc" -eq 1 ] || die "the decompression bomb exited $rc, not 1 (task failed)"
+    grep -q DecompressionBombError "$demo_tmp/stderr" || die "the bomb was not refused as one"
+    echo "-> refused from its header before any decoding (kiln exited 1 after ${elapsed} s)"
 }
 
 # The worker: a plain Python Celery client sends tasks to a real redis-server,
