@@ -48,14 +48,14 @@ const char *kiln__redis_url_format(const kiln__redis_url_t *u, int with_password
 
 /* Per-plugin pool settings (0 / "" = the plugin's default). */
 typedef struct kiln__pool_conf {
-    char plugin[64];              /* plugin name, e.g. "image" */
-    char profile[32];             /* "compute", "network", "threads" */
-    uint32_t concurrency;         /* children */
-    uint64_t memory_bytes;        /* "memory": "200M" */
-    uint64_t max_rss_bytes;       /* "max_rss": recycle after a task that crossed it */
-    uint32_t max_tasks_per_child; /* "max_tasks_per_child" */
-    double soft_time_limit;       /* seconds */
-    double time_limit;            /* seconds */
+    char plugin[64];                   /* plugin name, e.g. "image" */
+    char profile[32];                  /* "compute", "network", "threads" */
+    uint32_t concurrency;              /* children */
+    uint64_t memory_bytes;             /* "memory": "200M" */
+    uint64_t max_rss_bytes;            /* "max_rss": recycle after a task that crossed it */
+    uint32_t max_tasks_per_child;      /* "max_tasks_per_child" */
+    double soft_time_limit;            /* seconds */
+    double time_limit;                 /* seconds */
     char settings[KILN__SETTINGS_MAX]; /* the plugin's settings, compact JSON, "" = none */
 } kiln__pool_conf_t;
 
