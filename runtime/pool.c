@@ -739,6 +739,15 @@ slot_exited(kiln__slot_t *sl, int status)
         snprintf(p->info.error, sizeof(p->info.error), "%s", msg);
         probe_report(p);
     }
+    if (p->closing && p->qhead) {
+        /* Nothing will run them here any more (the tasks that were behind
+         * this child, say): hand them back as not run, so that the caller
+         * requeues them now. */
+        snprintf(p->broken_type, sizeof(p->broken_type), "WorkerLostError");
+        snprintf(p->broken, sizeof(p->broken), "the pool closed before the task ran");
+        pool_dispatch(p);
+        p->broken[0] = '\0';
+    }
     sl->state = SLOT_FREE;
     sl->pid = 0;
     sl->kill_reason = KILL_NONE;

@@ -9,6 +9,7 @@ completes it.
 Usage: test_shutdown.py [WorkerTest.test_NAME ...]
 """
 
+import json
 import os
 import signal
 import sys
@@ -86,6 +87,35 @@ class WorkerTest(WorkerTestCase):
         self.assertEqual(r.get(timeout=40), 10.0)
         self.assertGreater(time.monotonic() - t1, 9.5, "the second worker ran it in full")
         self.assertEqual((c.llen("celery"), self.inflight(c)), (0, {}))
+
+    def test_cold_with_tasks_behind(self):
+        """A cold shutdown while a child holds fast tasks behind a hung one:
+        the hung task and every task behind it go back to the queue at once."""
+        srv = self.redis()
+        c = srv.client()
+        app = self.celery(srv)
+        w1 = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "1"])
+        for _ in range(40):  # known as fast
+            app.send_task("t.sleep", args=[0]).get(timeout=20)
+        hung = app.send_task("t.sleep", args=[30], queue="staged")
+        rest = [app.send_task("t.sleep", args=[0], queue="staged") for _ in range(30)]
+        c.rename("staged", "celery")
+        wait_until(lambda: app.AsyncResult(hung.id).state == "STARTED", 10, "STARTED")
+        held = sum(self.inflight(c).values())
+        log("held in flight while the hung task runs: %d", held)
+        self.assertGreater(held, 1, "tasks wait behind the hung one")
+        t0 = time.monotonic()
+        w1.signal(signal.SIGQUIT)
+        wait_until(lambda: c.llen("celery") == 31 and not self.inflight(c), 4,
+                   lambda: "all 31 back in the queue (queue %d, in flight %r)"
+                   % (c.llen("celery"), self.inflight(c)))
+        back = time.monotonic() - t0
+        rc = w1.wait(15)
+        log("cold shutdown with tasks behind: back after %.2f s, exit %d", back, rc)
+        self.assertEqual(rc, 0)
+        self.assertNotIn("unreachable", w1.text(), "no Redis trouble claimed")
+        ids = {json.loads(m)["headers"]["id"] for m in c.lrange("celery", 0, -1)}
+        self.assertEqual(ids, {hung.id} | {r.id for r in rest})
 
     def test_cold_sigquit(self):
         self.cold(lambda w: w.signal(signal.SIGQUIT))
