@@ -86,26 +86,6 @@ store(video_limits_t *l, const setting_t *k, double v)
     }
 }
 
-static const char *
-type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    default:
-        return "a number";
-    }
-}
-
 int
 video__limits_parse(const json_t *settings, video_limits_t *l, char *err, size_t errlen)
 {
@@ -136,7 +116,7 @@ video__limits_parse(const json_t *settings, video_limits_t *l, char *err, size_t
         }
         if (k->integer ? !json_is_integer(v) : !json_is_number(v)) {
             snprintf(err, errlen, "settings.%s must be %s, not %s", k->name,
-                     k->integer ? "an integer" : "a number", type_name(v));
+                     k->integer ? "an integer" : "a number", video__json_kind(v));
             return -1;
         }
         d = json_number_value(v);

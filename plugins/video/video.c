@@ -17,8 +17,8 @@
 
 #define AUTO_THREAD_CAP 8 /* threads per codec when the CPU count would give more */
 
-static const char *
-json_kind(const json_t *v)
+const char *
+video__json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
@@ -71,7 +71,8 @@ video__kw_number(kiln_ctx_t *ctx, const char *key, double min, double max, doubl
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_number(v))
-        return video__fail(e, VIDEO_VALUE_ERROR, "%s must be a number, not %s", key, json_kind(v));
+        return video__fail(e, VIDEO_VALUE_ERROR, "%s must be a number, not %s", key,
+                           video__json_kind(v));
     d = json_number_value(v);
     if (!isfinite(d) || d < min || d > max)
         return video__fail(e, VIDEO_VALUE_ERROR, "%s is %g; it must be from %g to %g", key, d, min,
@@ -91,7 +92,7 @@ video__kw_int(kiln_ctx_t *ctx, const char *key, int64_t min, int64_t max, int64_
         return 0;
     if (!json_is_integer(v))
         return video__fail(e, VIDEO_VALUE_ERROR, "%s must be an integer, not %s", key,
-                           json_kind(v));
+                           video__json_kind(v));
     i = json_integer_value(v);
     if (i < min || i > max)
         return video__fail(e, VIDEO_VALUE_ERROR, "%s is %lld; it must be from %lld to %lld", key,
@@ -109,7 +110,7 @@ video__kw_bool(kiln_ctx_t *ctx, const char *key, int *out, video_err_t *e)
         return 0;
     if (!json_is_boolean(v))
         return video__fail(e, VIDEO_VALUE_ERROR, "%s must be true or false, not %s", key,
-                           json_kind(v));
+                           video__json_kind(v));
     *out = json_is_true(v);
     return 1;
 }
@@ -123,7 +124,8 @@ video__kw_string(kiln_ctx_t *ctx, const char *key, const char **out, video_err_t
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return video__fail(e, VIDEO_VALUE_ERROR, "%s must be a string, not %s", key, json_kind(v));
+        return video__fail(e, VIDEO_VALUE_ERROR, "%s must be a string, not %s", key,
+                           video__json_kind(v));
     *out = json_string_value(v);
     return 1;
 }

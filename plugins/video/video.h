@@ -168,6 +168,9 @@ int video__kw_check(kiln_ctx_t *ctx, const char *const *known, video_err_t *e);
 
 /* kwargs[key] as a number in [min, max]; *out unchanged when absent.
  * 1 if present, 0 if absent, -1 with a ValueError naming the key. */
+/* "an object", "a string", "a number", ...: for messages. */
+const char *video__json_kind(const json_t *v);
+
 int video__kw_number(kiln_ctx_t *ctx, const char *key, double min, double max, double *out,
                      video_err_t *e);
 int video__kw_int(kiln_ctx_t *ctx, const char *key, int64_t min, int64_t max, int64_t *out,
