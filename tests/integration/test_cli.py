@@ -253,6 +253,15 @@ class CliTest(unittest.TestCase):
         os.utime(so, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
         self.assertFalse(run(), "a changed file is probed again")
         self.assertTrue(run())
+        entries = [os.path.join(cache, f) for f in os.listdir(cache)]
+        self.assertEqual(len(entries), 2, entries)  # one per version of the file
+        for bad in (b"\x00garbage{", b'{"identity": "elsewhere", "hello": {}}',
+                    b'{"identity": 5}', b""):
+            for e in entries:
+                with open(e, "wb") as f:
+                    f.write(bad)
+            self.assertFalse(run(), "a damaged cache entry (%r) means a probe" % bad)
+            self.assertTrue(run(), "which writes a good entry again")
         os.chmod(cache, 0o777)
         self.assertFalse(run(), "a cache directory others can write is not used")
 

@@ -528,6 +528,31 @@ test_broker_resolution(void **state)
     }
 }
 
+static void
+test_plugin_settings(void **state)
+{
+    const kiln__pool_conf_t *p;
+    char big[6000];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(load("{\"pools\": {\"image\": {\"settings\": "
+                          "{\"max_pixels\": 100000000, \"x\": [1, \"two\"]}}}}"),
+                     0);
+    p = kiln__config_pool(cfg, "image");
+    assert_non_null(p);
+    assert_string_equal(p->settings, "{\"max_pixels\":100000000,\"x\":[1,\"two\"]}");
+    refused("{\"pools\": {\"image\": {\"settings\": [1]}}}",
+            "pools.image.settings: must be an object", "got an array");
+    refused("{\"pools\": {\"image\": {\"settings\": \"max_pixels=5\"}}}",
+            "pools.image.settings: must be an object", NULL);
+    /* Over the 4095 bytes a child's jail carries. */
+    n = (size_t)snprintf(big, sizeof(big), "{\"pools\": {\"image\": {\"settings\": {\"k\": \"");
+    memset(big + n, 'a', 4200);
+    snprintf(big + n + 4200, sizeof(big) - n - 4200, "\"}}}}");
+    refused(big, "pools.image.settings: is 42", "over the limit of 4095");
+}
+
 int
 main(void)
 {
@@ -538,6 +563,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_queues, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password, setup, teardown),
