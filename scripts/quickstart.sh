@@ -187,7 +187,8 @@ JSON
     redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
         --appendonly no --maxmemory-policy noeviction --daemonize no --logfile "$dir/redis.log" &
     redis_pid=$!
-    for i in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
+    # The socket file exists from bind(), before listen(): wait for an answer.
+    for i in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
     echo "\$ kiln worker --broker redis+socket://$dir/redis.sock --plugins $dir/plugins --config $dir/kiln.json &"
     build/kiln worker --broker "redis+socket://$dir/redis.sock" --plugins "$dir/plugins" \
         --config "$dir/kiln.json" 2>"$dir/worker.log" &

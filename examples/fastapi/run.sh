@@ -53,7 +53,8 @@ trap cleanup EXIT INT TERM
 redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save "" \
     --dir "$dir" --logfile "$dir/redis.log" &
 pids+=($!)
-for _ in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
+# The socket file exists from bind(), before listen(): wait for an answer.
+for _ in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 export KILN_BROKER_URL="redis+socket://$dir/redis.sock"
 export KILN_MEDIA_DIR="$dir/media"

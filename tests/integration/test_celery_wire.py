@@ -98,14 +98,20 @@ class CeleryWireTest(unittest.TestCase):
              "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(self.stop_process, self.redis_proc)
-        deadline = time.time() + 20
-        while not os.path.exists(self.sock):
-            if time.time() > deadline or self.redis_proc.poll() is not None:
-                self.fail(f"redis-server did not start (exit {self.redis_proc.poll()})")
-            time.sleep(0.02)
         self.r = redis.Redis(unix_socket_path=self.sock)
         self.addCleanup(self.r.close)
-        self.r.ping()
+        # The socket file appears at bind(), before listen(): a connect in
+        # between is refused, so wait for an answer, not for the file.
+        deadline = time.time() + 20
+        while True:
+            try:
+                if self.r.ping():
+                    break
+            except redis.exceptions.ConnectionError:
+                pass
+            if time.time() > deadline or self.redis_proc.poll() is not None:
+                self.fail(f"redis-server did not answer (exit {self.redis_proc.poll()})")
+            time.sleep(0.02)
         self.url = "redis+socket://" + self.sock
         self.app = celery.Celery("wire", broker=self.url, backend=self.url)
         self.addCleanup(self.app.close)
