@@ -229,10 +229,12 @@ check_encoding(json_t *env, json_t *headers, json_t *props, int *base64, int *co
     return 0;
 }
 
-/* The body string to a parsed JSON value, bounded by max_body. */
+/* The body string to a parsed JSON value, bounded by max_body.  With
+ * `fast`, the scanner builds it when it can, and then *text holds the plain
+ * body (malloc'd) with span[] locating args and kwargs in it. */
 static int
-decode_body(json_t *body, int base64, int compressed, size_t max_body, json_t **parsed, char *err,
-            size_t errlen)
+decode_body(json_t *body, int base64, int compressed, size_t max_body, int fast, json_t **parsed,
+            char **text, size_t span[4], char *err, size_t errlen)
 {
     unsigned char *raw = NULL, *plain = NULL;
     size_t rawlen, plainlen;
@@ -242,6 +244,7 @@ decode_body(json_t *body, int base64, int compressed, size_t max_body, json_t **
     int rc;
 
     *parsed = NULL;
+    *text = NULL;
     if (!body || json_is_null(body))
         return kiln__celery_fail(err, errlen, -EPROTO, "body is missing");
     if (!json_is_string(body))
@@ -280,6 +283,11 @@ decode_body(json_t *body, int base64, int compressed, size_t max_body, json_t **
         plain = raw;
         plainlen = rawlen;
     }
+    if (fast && plain &&
+        (*parsed = kiln__celery_scan_value((const char *)plain, plainlen, span)) != NULL) {
+        *text = (char *)plain;
+        return 0;
+    }
     *parsed =
         json_loadb(plain ? (const char *)plain : s, plain ? plainlen : n, JSON_DECODE_ANY, &je);
     free(plain);
@@ -290,9 +298,12 @@ decode_body(json_t *body, int base64, int compressed, size_t max_body, json_t **
 }
 
 static int
-decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, size_t errlen)
+decode_envelope(json_t *env, size_t max_body, int fast, kiln__task_msg_t *out, char *err,
+                size_t errlen)
 {
     json_t *headers, *props, *body = NULL, *v;
+    char *text = NULL;
+    size_t span[4];
     int base64, compressed, rc;
 
     headers = json_object_get(env, "headers");
@@ -311,8 +322,8 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
                                  kiln__json_type(props));
     if ((rc = check_encoding(env, headers, props, &base64, &compressed, err, errlen)) < 0)
         return rc;
-    if ((rc = decode_body(json_object_get(env, "body"), base64, compressed, max_body, &body, err,
-                          errlen)) < 0)
+    if ((rc = decode_body(json_object_get(env, "body"), base64, compressed, max_body, fast, &body,
+                          &text, span, err, errlen)) < 0)
         return rc;
     if (json_is_object(body) && (!headers || !json_object_get(headers, "task"))) {
         if (!out->id[0] && !out->task[0])
@@ -374,8 +385,17 @@ decode_envelope(json_t *env, size_t max_body, kiln__task_msg_t *out, char *err, 
     out->args = json_incref(json_array_get(body, 0));
     out->kwargs = json_incref(json_array_get(body, 1));
     out->embed = json_is_object(v) ? json_incref(v) : NULL;
+    if (text && span[1] > 0 && span[3] > 0) {
+        out->body = text; /* args and kwargs as the producer wrote them */
+        text = NULL;
+        out->args_text = out->body + span[0];
+        out->args_len = span[1];
+        out->kwargs_text = out->body + span[2];
+        out->kwargs_len = span[3];
+    }
     rc = 0;
 out:
+    free(text);
     json_decref(body);
     return rc;
 }
@@ -416,7 +436,7 @@ decode(const char *data, size_t len, size_t max_body, int fast, kiln__task_msg_t
         json_decref(env);
         return rc;
     }
-    rc = decode_envelope(env, max_body, out, err, errlen);
+    rc = decode_envelope(env, max_body, fast, out, err, errlen);
     if (rc < 0) {
         char id[sizeof(out->id)], task[sizeof(out->task)];
 
@@ -458,7 +478,9 @@ kiln__celery_msg_free(kiln__task_msg_t *m)
     json_decref(m->kwargs);
     json_decref(m->embed);
     free(m->raw);
-    m->raw = NULL;
-    m->rawlen = 0;
+    free(m->body);
+    m->raw = m->body = NULL;
+    m->args_text = m->kwargs_text = NULL;
+    m->rawlen = m->args_len = m->kwargs_len = 0;
     m->envelope = m->args = m->kwargs = m->embed = NULL;
 }

@@ -27,11 +27,15 @@ typedef struct kiln__task_msg {
                          here when `raw` is set (the fast path) */
     char *raw;        /* a copy of the message when envelope is slim (owned) */
     size_t rawlen;
-    char id[160];           /* headers.id */
-    char task[256];         /* headers.task */
-    json_t *args;           /* array (owned reference) */
-    json_t *kwargs;         /* object (owned reference) */
-    json_t *embed;          /* object: callbacks, errbacks, chain, chord (owned), or NULL */
+    char id[160];            /* headers.id */
+    char task[256];          /* headers.task */
+    json_t *args;            /* array (owned reference) */
+    json_t *kwargs;          /* object (owned reference) */
+    json_t *embed;           /* object: callbacks, errbacks, chain, chord (owned), or NULL */
+    char *body;              /* the plain body text when the fast path read it (owned) */
+    const char *args_text;   /* args as written in body (args_len bytes), or NULL */
+    const char *kwargs_text; /* kwargs as written in body, or NULL */
+    size_t args_len, kwargs_len;
     long retries;           /* headers.retries, 0 if absent */
     double eta;             /* epoch seconds; 0 = none */
     double expires;         /* epoch seconds; 0 = none */

@@ -42,6 +42,11 @@ void kiln__celery_iso(double epoch, int with_tz, char *buf, size_t len);
  * fields celery.c reads, or NULL when the message is malformed or unusual
  * (then decode it whole with jansson). */
 json_t *kiln__celery_scan(const char *data, size_t len);
+/* The same scanner on a whole JSON text (a body): the value, or NULL (then
+ * decode it with jansson, which says what is wrong).  When the value is an
+ * array of two items or more, span[0..1] and span[2..3] are the offset and
+ * length of the first two in `data`; else all four are 0. */
+json_t *kiln__celery_scan_value(const char *data, size_t len, size_t span[4]);
 
 /* Wall-clock time, epoch seconds. */
 double kiln__celery_now(void);

@@ -18,6 +18,7 @@
  */
 #include "celery_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
@@ -216,46 +217,136 @@ skip(scan_t *s, int depth)
     }
 }
 
-/* The value at s->p as a new json_t, or NULL (take the slow path). */
+static json_t *value(scan_t *s, int depth);
+
+/* An object or array at s->p built member by member, or NULL (malformed,
+ * or something left to jansson: an escaped or long key, deep nesting). */
+static json_t *
+container(scan_t *s, int depth)
+{
+    int object = *s->p == '{';
+    char close = object ? '}' : ']';
+    json_t *c;
+
+    if (depth >= MAX_DEPTH)
+        return NULL;
+    c = object ? json_object() : json_array();
+    if (!c)
+        return NULL;
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return c;
+    }
+    for (;;) {
+        char key[128];
+        json_t *v;
+        int rc;
+
+        if (object) {
+            const char *b;
+            size_t n;
+            int esc;
+            if (str(s, &b, &n, &esc) < 0 || esc || n >= sizeof(key))
+                goto fail;
+            memcpy(key, b, n);
+            key[n] = '\0';
+            ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                goto fail;
+            s->p++;
+        }
+        if (!(v = value(s, depth + 1)))
+            goto fail;
+        rc = object ? json_object_set_new_nocheck(c, key, v) : json_array_append_new(c, v);
+        if (rc < 0)
+            goto fail;
+        ws(s);
+        if (s->p >= s->end)
+            goto fail;
+        if (*s->p == close) {
+            s->p++;
+            return c;
+        }
+        if (*s->p != ',')
+            goto fail;
+        s->p++;
+    }
+fail:
+    json_decref(c);
+    return NULL;
+}
+
+/* The value at s->p as a new json_t, or NULL (malformed).  What the
+ * scanner does not build itself (escaped strings, exponents, long
+ * numbers) it hands to jansson, span by span. */
 static json_t *
 value(scan_t *s, int depth)
 {
     const char *start, *b;
     json_error_t je;
+    json_t *v;
     size_t n;
     int esc, integer;
 
     ws(s);
     start = s->p;
-    if (s->p < s->end && *s->p == '"') {
+    if (s->p >= s->end)
+        return NULL;
+    switch (*s->p) {
+    case '"':
         if (str(s, &b, &n, &esc) < 0)
             return NULL;
         if (!esc)
             return json_stringn_nocheck(b, n); /* ASCII without escapes */
-    } else if (s->p < s->end && (*s->p == '-' || isdig(*s->p))) {
+        break;
+    case '{':
+    case '[':
+        if ((v = container(s, depth)) != NULL)
+            return v;
+        s->p = start;
+        if (skip(s, depth) < 0)
+            return NULL;
+        break;
+    case 'n':
+        return lit(s, "null") < 0 ? NULL : json_null();
+    case 't':
+        return lit(s, "true") < 0 ? NULL : json_true();
+    case 'f':
+        return lit(s, "false") < 0 ? NULL : json_false();
+    default:
         if (num(s, &integer) < 0)
             return NULL;
         if (integer) {
             /* At most 15 digits (num): no overflow.  The message is not
              * NUL-terminated, so no strtoll. */
             const char *q = start + (*start == '-');
-            json_int_t v = 0;
+            json_int_t x = 0;
             for (; q < s->p; q++)
-                v = v * 10 + (*q - '0');
-            return json_integer(*start == '-' ? -v : v);
+                x = x * 10 + (*q - '0');
+            return json_integer(*start == '-' ? -x : x);
         }
-    } else if (skip(s, depth) < 0) {
-        return NULL;
+        if (s->p - start < 64) {
+            /* At most 15 digits before the point and no exponent: strtod
+             * cannot overflow, and rounds as jansson's does. */
+            char buf[64];
+            memcpy(buf, start, (size_t)(s->p - start));
+            buf[s->p - start] = '\0';
+            return json_real(strtod(buf, NULL));
+        }
+        break;
     }
     return json_loadb(start, (size_t)(s->p - start), JSON_DECODE_ANY, &je);
 }
 
+/* `key` (n bytes, not NUL-terminated) is one of `keys`. */
 static int
 wanted(const char *key, size_t n, const char *const *keys)
 {
     size_t i;
     for (i = 0; keys[i]; i++)
-        if (strlen(keys[i]) == n && memcmp(keys[i], key, n) == 0)
+        if (keys[i][0] == key[0] && strncmp(keys[i], key, n) == 0 && keys[i][n] == '\0')
             return 1;
     return 0;
 }
@@ -351,4 +442,37 @@ kiln__celery_scan(const char *data, size_t len)
         return NULL;
     }
     return env;
+}
+
+json_t *
+kiln__celery_scan_value(const char *data, size_t len, size_t span[4])
+{
+    scan_t s = {data, data + len};
+    json_t *v = value(&s, 0);
+
+    if (!v)
+        return NULL;
+    ws(&s);
+    if (s.p != s.end) {
+        json_decref(v);
+        return NULL;
+    }
+    span[0] = span[1] = span[2] = span[3] = 0;
+    if (json_is_array(v) && json_array_size(v) >= 2) {
+        /* Where the first two items sit: [args, kwargs, ...]. */
+        s.p = data;
+        ws(&s);
+        s.p++;
+        ws(&s);
+        span[0] = (size_t)(s.p - data);
+        (void)skip(&s, 1);
+        span[1] = (size_t)(s.p - data) - span[0];
+        ws(&s);
+        s.p++;
+        ws(&s);
+        span[2] = (size_t)(s.p - data);
+        (void)skip(&s, 1);
+        span[3] = (size_t)(s.p - data) - span[2];
+    }
+    return v;
 }

@@ -13,6 +13,7 @@
 #include "child.h"
 #include "frame.h"
 #include "log.h"
+#include "task_frame.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +47,8 @@ typedef struct conn {
     int events;
     kiln__frame_reader_t rd;
     kiln__slot_t *slot;
-    char *wbuf; /* pending TASK bytes */
-    size_t wlen, woff;
+    kiln__wbuf_t w; /* pending TASK frames */
+    size_t woff;
     int wfds[16];
     int nwfds;
 } conn_t;
@@ -185,7 +186,7 @@ conn_closed(uv_handle_t *h)
     close(c->fd);
     for (i = 0; i < c->nwfds; i++)
         close(c->wfds[i]);
-    free(c->wbuf);
+    kiln__wbuf_free(&c->w);
     kiln__frame_reader_free(&c->rd);
     free(c);
 }
@@ -217,8 +218,8 @@ conn_want(conn_t *c, int events)
 static int
 conn_flush(conn_t *c)
 {
-    while (c->woff < c->wlen) {
-        struct iovec iov = {c->wbuf + c->woff, c->wlen - c->woff};
+    while (c->woff < c->w.len) {
+        struct iovec iov = {c->w.data + c->woff, c->w.len - c->woff};
         struct msghdr msg;
         union {
             struct cmsghdr align;
@@ -258,9 +259,8 @@ conn_flush(conn_t *c)
         }
         c->woff += (size_t)n;
     }
-    free(c->wbuf);
-    c->wbuf = NULL;
-    c->wlen = c->woff = 0;
+    kiln__wbuf_reset(&c->w);
+    c->woff = 0;
     conn_want(c, UV_READABLE);
     return 0;
 }
@@ -303,6 +303,7 @@ job_release(kiln__job_t *job)
     json_decref(job->kwargs);
     json_decref(job->files);
     job->args = job->kwargs = job->files = NULL;
+    job->args_text = job->kwargs_text = NULL;
     for (i = 0; i < job->nfds; i++)
         close(job->fds[i]);
     job->nfds = 0;
@@ -887,43 +888,15 @@ static int
 slot_send_task(kiln__slot_t *sl, kiln__job_t *job, int behind)
 {
     kiln__pool_cfg_t *cfg = &sl->pool->cfg;
-    kiln__frame_hdr_t h;
     conn_t *c = sl->conn;
     double soft = job->soft_time_limit < 0 ? cfg->soft_time_limit : job->soft_time_limit;
     double hard = job->time_limit > 0 ? job->time_limit : cfg->time_limit;
-    json_t *msg;
-    char *s, *nb;
-    size_t len;
-    int i;
+    int i, rc;
 
-    if (job->nfds > 0 && c->wlen > 0)
+    if (job->nfds > 0 && c->w.len > 0)
         return -EBUSY;
-    msg =
-        json_pack("{s:s,s:s,s:O,s:O,s:o,s:f,s:f}", "task", job->task, "id", job->id, "args",
-                  job->args, "kwargs", job->kwargs, "files",
-                  job->files ? json_incref(job->files) : json_array(), "soft", soft, "hard", hard);
-    s = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    json_decref(msg);
-    if (!s)
-        return -ENOMEM;
-    len = strlen(s);
-    if (len > KILN__FRAME_MAX) {
-        free(s);
-        return -EMSGSIZE;
-    }
-    nb = realloc(c->wbuf, c->wlen + KILN__FRAME_HDR + len);
-    if (!nb) {
-        free(s);
-        return -ENOMEM;
-    }
-    c->wbuf = nb;
-    h.type = KILN__FRAME_TASK;
-    h.len = (uint32_t)len;
-    h.task_id = job->seq;
-    kiln__frame_hdr_encode(&h, (unsigned char *)c->wbuf + c->wlen);
-    memcpy(c->wbuf + c->wlen + KILN__FRAME_HDR, s, len);
-    free(s);
-    c->wlen += KILN__FRAME_HDR + len;
+    if ((rc = kiln__task_frame(&c->w, job, soft, hard)) < 0)
+        return rc;
     for (i = 0; i < job->nfds; i++)
         c->wfds[i] = job->fds[i];
     c->nwfds = job->nfds;
@@ -973,7 +946,7 @@ pool_flush_cb(uv_prepare_t *h)
     uv_prepare_stop(h);
     for (i = 0; i < p->nslots; i++) {
         kiln__slot_t *sl = p->slots[i];
-        if (sl->conn && sl->conn->wlen > sl->conn->woff && !(sl->conn->events & UV_WRITABLE) &&
+        if (sl->conn && sl->conn->w.len > sl->conn->woff && !(sl->conn->events & UV_WRITABLE) &&
             conn_flush(sl->conn) < 0)
             slot_kill(sl, KILL_PROTOCOL);
     }
@@ -1018,7 +991,7 @@ pool_dispatch(kiln__pool_t *p)
         kiln__slot_t *sl = p->slots[i];
         kiln__job_t *job;
         int rc;
-        if (!sl->conn || sl->state != SLOT_IDLE || sl->conn->wlen > 0)
+        if (!sl->conn || sl->state != SLOT_IDLE || sl->conn->w.len > 0)
             continue;
         job = pool_pop(p);
         rc = slot_send_task(sl, job, 0);
@@ -1056,7 +1029,7 @@ pool_dispatch(kiln__pool_t *p)
     } while (more && p->qhead);
     /* One write per child for everything it was given in this loop turn. */
     for (i = 0; i < p->nslots; i++) {
-        if (p->slots[i]->conn && p->slots[i]->conn->wlen > 0) {
+        if (p->slots[i]->conn && p->slots[i]->conn->w.len > 0) {
             uv_prepare_start(&p->flush, pool_flush_cb);
             break;
         }

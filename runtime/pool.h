@@ -47,6 +47,11 @@ struct kiln__job {
     json_t *args;   /* array (reference taken) */
     json_t *kwargs; /* object (reference taken) */
     json_t *files;  /* array of names, or NULL; names fds[i] */
+    /* Optional: args and kwargs as checked JSON text equal to args/kwargs
+     * (the message's own bytes), copied into the TASK frame as they are.
+     * Borrowed: the caller keeps them alive until on_done. */
+    const char *args_text, *kwargs_text;
+    size_t args_len, kwargs_len;
     int fds[16];
     int nfds;
     double soft_time_limit; /* seconds; <0 = pool default, 0 = none */

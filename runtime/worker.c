@@ -1136,6 +1136,10 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
     snprintf(j->job.id, sizeof(j->job.id), "%s", j->msg.id);
     j->job.args = json_incref(j->msg.args);
     j->job.kwargs = json_incref(j->msg.kwargs);
+    j->job.args_text = j->msg.args_text; /* j->msg outlives the job */
+    j->job.args_len = j->msg.args_len;
+    j->job.kwargs_text = j->msg.kwargs_text;
+    j->job.kwargs_len = j->msg.kwargs_len;
     j->job.files = json_array();
     j->job.soft_time_limit = j->msg.soft_time_limit > 0 ? j->msg.soft_time_limit : -1;
     j->job.time_limit = j->msg.time_limit;

@@ -11,9 +11,12 @@
  * retry count; its retry message, re-encoding and result meta decode again
  * to the same id, args and kwargs; a parsed time formats and parses back.
  * The decoder's fast path (celery_scan.c) and its slow path (jansson on the
- * whole message) agree on every input: same code, same message, same fields.
+ * whole message) agree on every input: same code, same message, same fields;
+ * the args and kwargs text it keeps for the TASK frame parses to the same,
+ * and the scanner alone on the raw bytes builds what jansson does.
  */
 #include "celery.h"
+#include "celery_int.h" /* kiln__celery_scan_value */
 
 #include <errno.h>
 #include <math.h>
@@ -102,6 +105,31 @@ check_time(const char *s)
     CHECK(fabs(back - t) <= 1e-6 + fabs(t) * 1e-15);
 }
 
+/* The scanner on the raw bytes as one JSON text: whatever it builds,
+ * jansson reads the same; the spans it gives are the first two items. */
+static void
+check_scan(const char *text, size_t n)
+{
+    size_t span[4];
+    json_t *v = kiln__celery_scan_value(text, n, span), *j;
+
+    if (!v)
+        return;
+    j = json_loadb(text, n, JSON_DECODE_ANY, NULL);
+    CHECK(j && json_equal(v, j));
+    if (json_is_array(v) && json_array_size(v) >= 2) {
+        json_t *a = json_loadb(text + span[0], span[1], JSON_DECODE_ANY, NULL);
+        json_t *k = json_loadb(text + span[2], span[3], JSON_DECODE_ANY, NULL);
+        CHECK(a && k && json_equal(a, json_array_get(v, 0)) && json_equal(k, json_array_get(v, 1)));
+        json_decref(a);
+        json_decref(k);
+    } else {
+        CHECK(span[0] == 0 && span[1] == 0 && span[2] == 0 && span[3] == 0);
+    }
+    json_decref(v);
+    json_decref(j);
+}
+
 static int
 same_msg(const kiln__task_msg_t *a, const kiln__task_msg_t *b)
 {
@@ -141,7 +169,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (rc < 0) {
         CHECK(rc == -EPROTO || rc == -EMEDIUMTYPE || rc == -E2BIG || rc == -ENOMEM);
         CHECK(err[0] != '\0' && strlen(err) < sizeof(err));
-        CHECK(!m.envelope && !m.args && !m.kwargs && !m.embed);
+        CHECK(!m.envelope && !m.args && !m.kwargs && !m.embed && !m.body && !m.args_text);
         CHECK(strlen(m.id) < sizeof(m.id) && strlen(m.task) < sizeof(m.task));
     } else {
         CHECK(rc == 0);
@@ -150,9 +178,19 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         CHECK(!m.embed || json_is_object(m.embed));
         CHECK(m.retries >= 0 && m.priority >= -1 && m.priority <= 9);
         CHECK(m.time_limit >= 0 && m.soft_time_limit >= 0);
+        /* The text the TASK frame copies is the same args and kwargs. */
+        CHECK(!m.args_text == !m.kwargs_text);
+        if (m.args_text) {
+            json_t *a = json_loadb(m.args_text, m.args_len, JSON_DECODE_ANY, NULL);
+            json_t *k = json_loadb(m.kwargs_text, m.kwargs_len, JSON_DECODE_ANY, NULL);
+            CHECK(a && k && json_equal(a, m.args) && json_equal(k, m.kwargs));
+            json_decref(a);
+            json_decref(k);
+        }
         check_written(&m);
         kiln__celery_msg_free(&m);
     }
+    check_scan((const char *)data + 1, size - 1);
     copy = malloc(size);
     if (copy) {
         memcpy(copy, data + 1, size - 1);

@@ -185,6 +185,7 @@ expect_refused(json_t *env, int code, const char *words)
     assert_null(m.args);
     assert_null(m.kwargs);
     assert_null(m.embed);
+    assert_null(m.args_text);
 }
 
 static void
@@ -245,9 +246,22 @@ test_decode_real_priority_message(void **state)
     assert_string_equal(m.exchange, "");
     assert_string_equal(m.reply_to, "9d1c8dd0-3a91-3cf3-90a1-eb26de6328db");
     assert_non_null(m.envelope);
+    /* The args and kwargs text kept for the TASK frame, as Python wrote it. */
+    assert_non_null(m.args_text);
+    assert_int_equal(m.args_text[0], '[');
+    assert_int_equal(m.args_text[m.args_len - 1], ']');
+    {
+        json_t *a = json_loadb(m.args_text, m.args_len, 0, NULL);
+        json_t *k = json_loadb(m.kwargs_text, m.kwargs_len, 0, NULL);
+        assert_true(json_equal(a, m.args));
+        assert_true(json_equal(k, m.kwargs));
+        json_decref(a);
+        json_decref(k);
+    }
     kiln__celery_msg_free(&m);
     assert_null(m.envelope);
     assert_null(m.args);
+    assert_null(m.args_text);
     kiln__celery_msg_free(&m); /* twice is harmless */
 }
 
