@@ -82,7 +82,7 @@ typedef struct kiln_policy {
     uint64_t memory_bytes;  /* memory cap per child, bytes (default 256 MiB) */
     double soft_time_limit; /* seconds after which kiln_soft_timeout() is true (default none) */
     double time_limit;      /* hard limit, seconds: the child is killed (default 300) */
-    uint32_t max_tasks_per_child; /* recycle the child after this many tasks (default 1000) */
+    uint32_t max_tasks_per_child; /* recycle the child after this many tasks (default 10000) */
     uint32_t concurrency;         /* children to run for this plugin (default: CPU count) */
 } kiln_policy_t;
 

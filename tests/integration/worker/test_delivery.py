@@ -216,6 +216,30 @@ class WorkerTest(WorkerTestCase):
         self.assertNotEqual(app.send_task("t.pid").get(timeout=20), first,
                             "the next task runs in a new child: the old one crossed max_rss")
 
+    def test_recycling_staggered(self):
+        """max_tasks_per_child recycles children, and the first two of a pool
+        retire after staggered budgets (10 and 5 of 10), so they never restart
+        at the same time; every task still runs once."""
+        srv = self.redis()
+        c = srv.client()
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "2"],
+                        config={"pools": {"testtasks": {"max_tasks_per_child": 10}}})
+        app = self.celery(srv)
+        rs = [app.send_task("t.echo", args=[i], queue="staged") for i in range(60)]
+        c.rename("staged", "celery")
+        self.assertEqual([r.get(timeout=30) for r in rs], [[i] for i in range(60)])
+        wait_until(lambda: len(re.findall(r"ran its \d+ tasks; recycling it", w.text())) >= 4,
+                   10, "four recycles")
+        first, later = {}, []
+        for slot, budget in re.findall(r"\(slot (\d+)\) ran its (\d+) tasks; recycling it",
+                                       w.text()):
+            if slot in first:
+                later.append(int(budget))
+            else:
+                first[slot] = int(budget)
+        self.assertEqual(sorted(first.values()), [5, 10], w.tail())
+        self.assertEqual(set(later), {10}, w.tail())
+
     def test_plugin_settings(self):
         """pools.<plugin>.settings reaches the plugin's children as
         kiln_settings(); a plugin without settings sees an empty object."""
