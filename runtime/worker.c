@@ -167,6 +167,7 @@ struct kiln__worker {
 
 #define ACK_BATCH         256
 #define ACK_MIN           16 /* a batch this big goes out at once */
+#define ACK_CHUNK         64 /* acks per script call (3 arguments each, see script()) */
 #define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
 #define FAST_STREAK       32
 #define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
@@ -510,59 +511,67 @@ acks_done(kiln__broker_t *b, redisReply *r, void *data)
     maybe_done(w);
 }
 
+/* One script call for up to ACK_CHUNK acks starting at `head` (a list cut
+ * off after them).  Its callback frees the jobs. */
 static void
-flush_acks(kiln__worker_t *w)
+send_acks(kiln__worker_t *w, wjob_t *head, int count)
 {
-    const char **av;
-    size_t *al;
-    char k1[200], exp[32], (*rkeys)[200];
+    const char *av[3 * ACK_CHUNK + 2];
+    size_t al[3 * ACK_CHUNK + 2];
+    char k1[200], exp[32], rkeys[ACK_CHUNK][200];
     wjob_t *j;
     int n = 0, nk, i = 0;
 
-    uv_timer_stop(&w->ack_timer);
-    if (!w->ack_head)
-        return;
-    av = malloc(sizeof(*av) * (3 * w->nacks + 2));
-    al = malloc(sizeof(*al) * (3 * w->nacks + 2));
-    rkeys = malloc(sizeof(*rkeys) * w->nacks);
-    if (!av || !al || !rkeys) {
-        free(av);
-        free(al);
-        free(rkeys);
-        return; /* retried on the next flush */
-    }
     key_inflight(w, k1, sizeof(k1));
     snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
     av[n] = k1;
     al[n++] = strlen(k1);
-    for (j = w->ack_head; j; j = j->ack_next) {
-        snprintf(rkeys[i], sizeof(rkeys[i]), "celery-task-meta-%s", j->msg.id);
-        av[n] = rkeys[i];
-        al[n++] = strlen(rkeys[i]);
-        i++;
+    for (j = head; j && i < count; j = j->ack_next) {
+        al[n] = (size_t)snprintf(rkeys[i], sizeof(rkeys[i]), "celery-task-meta-%s", j->msg.id);
+        av[n++] = rkeys[i++];
     }
     nk = n;
     av[n] = exp;
     al[n++] = strlen(exp);
-    for (j = w->ack_head; j; j = j->ack_next) {
+    for (j = head; j; j = j->ack_next) {
         av[n] = j->tag;
         al[n++] = strlen(j->tag);
         av[n] = j->ack_meta && j->msg.id[0] ? j->ack_meta : "";
         al[n] = strlen(av[n]);
         n++;
     }
-    if (script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, w->ack_head, nk, n - nk, av,
-               al) < 0)
-        kiln__log_warnx("cannot queue a batch of acks");
-    for (j = w->ack_head; j; j = j->ack_next) {
+    if (script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, head, nk, n - nk, av, al) < 0) {
+        /* Cannot happen short of ENOMEM: the messages stay in flight in
+         * Redis and return to their queue when this worker is gone. */
+        kiln__log_warnx("cannot queue a batch of %d acks", count);
+        acks_done(&w->broker, NULL, head);
+    }
+    for (j = head; j; j = j->ack_next) {
         free(j->ack_meta);
         j->ack_meta = NULL;
     }
-    w->ack_head = w->ack_tail = NULL;
+}
+
+/* Send every pending ack, ACK_CHUNK per script call (a call's arguments
+ * are bounded: see script()). */
+static void
+flush_acks(kiln__worker_t *w)
+{
+    uv_timer_stop(&w->ack_timer);
+    while (w->ack_head) {
+        wjob_t *head = w->ack_head, *last = head;
+        int count = 1;
+        while (last->ack_next && count < ACK_CHUNK) {
+            last = last->ack_next;
+            count++;
+        }
+        w->ack_head = last->ack_next;
+        last->ack_next = NULL;
+        w->nacks -= (unsigned)count;
+        send_acks(w, head, count);
+    }
+    w->ack_tail = NULL;
     w->nacks = 0;
-    free(av);
-    free(al);
-    free(rkeys);
 }
 
 static void

@@ -240,6 +240,36 @@ class WorkerTest(WorkerTestCase):
         self.assertEqual(sorted(first.values()), [5, 10], w.tail())
         self.assertEqual(set(later), {10}, w.tail())
 
+    def test_many_children_acks(self):
+        """Eight children with fast tasks queued behind each finish more tasks
+        per loop turn than one ack script can take: the acks go out in several
+        calls, every result is written and nothing stays in flight."""
+        srv = self.redis()
+        c = srv.client()
+        w = self.worker(srv, self.plugin_dir("testtasks"), args=["--concurrency", "8"])
+        app = self.celery(srv)
+        self.warm_fast(app, "t.echo")
+        # 20,000 copies of one Celery message with fresh ids, staged at once.
+        app.send_task("t.echo", args=[0], queue="tmpl")
+        tmpl = json.loads(c.rpop("tmpl"))
+        ids = []
+        p = c.pipeline(transaction=False)
+        for i in range(20000):
+            m = json.loads(json.dumps(tmpl))
+            tid = "many-%05d" % i
+            m["headers"]["id"] = m["headers"]["root_id"] = tid
+            m["properties"]["correlation_id"] = tid
+            ids.append(tid)
+            p.lpush("staged", json.dumps(m))
+        p.execute()
+        c.rename("staged", "celery")
+        wait_until(lambda: c.llen("celery") == 0 and self.inflight(c) == {}, 60,
+                   "the queue to drain\n" + w.tail())
+        metas = c.mget(["celery-task-meta-" + t for t in ids])
+        self.assertEqual(sum(1 for m in metas if m and json.loads(m)["status"] == "SUCCESS"),
+                         20000)
+        self.assertNotIn("cannot queue", w.text())
+
     def test_plugin_settings(self):
         """pools.<plugin>.settings reaches the plugin's children as
         kiln_settings(); a plugin without settings sees an empty object."""
