@@ -6,7 +6,8 @@ test.  See bench/README.md.
   1. kiln drains N pre-filled hello.echo messages in Celery's format (built by
      Celery's own send_task and kombu's Redis transport; only the final LPUSH
      is batched), results written, acks late; over the unix socket, then
-     over TCP.
+     over TCP, then over the unix socket with children recycled every 1000
+     tasks (the default is 10000: what frequent recycling costs).
   2. kiln's enqueue-to-handler-start latency at low load: one task every
      2 ms, the handler (testtasks t.now) reporting when it started.
   3. kiln's supervisor RSS while N tasks (plus ETA ones) wait in Redis and
@@ -264,10 +265,10 @@ class Bench:
         if bad:
             raise SystemExit("benchmark: wrong results, e.g. %r" % (bad[:3],))
 
-    def bench_kiln(self, msgs, url, label):
+    def bench_kiln(self, msgs, url, label, extra=()):
         self.r.flushall()
         plugins = self.plugin_dir("hello")
-        w = self.start_kiln("kiln-" + label, url, plugins)
+        w = self.start_kiln("kiln-" + label.split(",")[0], url, plugins, extra)
         self.stage(msgs)
         # Keys now: the staged list and the worker's kiln:workers, kiln:worker:<wid>,
         # kiln:hb:<wid>.  While it drains, the queue list and its two in-flight
@@ -430,6 +431,14 @@ class Bench:
         f = self.figures
         f["kiln_socket"] = self.bench_kiln(msgs, self.url_sock, "unix socket")
         f["kiln_tcp"] = self.bench_kiln(msgs, self.url_tcp, "tcp")
+        # The same with children recycled every 1000 tasks (the default was
+        # 1000 until session 3): what frequent recycling costs.
+        cfg = os.path.join(self.tmp, "recycle1000.json")
+        with open(cfg, "w") as fh:
+            json.dump({"pools": {"hello": {"max_tasks_per_child": 1000}}}, fh)
+        f["kiln_recycle1000"] = self.bench_kiln(msgs, self.url_sock,
+                                                "unix socket, max_tasks_per_child 1000",
+                                                ["--config", cfg])
         f["latency"] = self.bench_latency(a.latency_n)
         f["rss"] = self.bench_rss(msgs, a.eta_n)
         if not a.skip_celery:
@@ -457,7 +466,8 @@ class Bench:
         print("\nkiln worker benchmark -- %s" % self.machine())
         print("%-58s %9s %9s %12s" % ("", "tasks", "seconds", "tasks/s"))
         rows = [("kiln worker, unix socket (2 sandboxed children)", f["kiln_socket"]),
-                ("kiln worker, TCP 127.0.0.1 (2 sandboxed children)", f["kiln_tcp"])]
+                ("kiln worker, TCP 127.0.0.1 (2 sandboxed children)", f["kiln_tcp"]),
+                ("kiln worker, unix socket, children recycled every 1000", f["kiln_recycle1000"])]
         if "bullmq" in f:
             rows.append(("BullMQ %s, TCP, 1 Worker concurrency 50, no-op"
                          % f["bullmq"]["version"], f["bullmq"]))

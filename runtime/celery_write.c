@@ -460,16 +460,6 @@ kiln__celery_retry_message(const kiln__task_msg_t *m, double eta)
 
 /* ------------------------------------------------------------- results */
 
-/* A string that JSON-encodes as itself between quotes. */
-static int
-plain(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
-            return 0;
-    return 1;
-}
-
 /* The common case of kiln__celery_result, written straight into a string:
  * the same bytes as the json_t route, a fraction of the allocations (this
  * runs for every task).  NULL when a string needs escaping. */
@@ -483,7 +473,8 @@ result_fast(const char *task_id, const char *status, const json_t *result, int r
     size_t need;
     int k;
 
-    if (!plain(task_id) || !plain(status) || (group && !plain(group)) || (parent && !plain(parent)))
+    if (!kiln__json_plain(task_id) || !kiln__json_plain(status) ||
+        (group && !kiln__json_plain(group)) || (parent && !kiln__json_plain(parent)))
         return NULL;
     value = json_dumps(result ? result : json_null(), KILN__CELERY_DUMP_FLAGS | JSON_ENCODE_ANY);
     if (!value)

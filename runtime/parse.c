@@ -158,3 +158,14 @@ kiln__json_type(const json_t *v)
         return "null";
     }
 }
+
+int
+kiln__json_plain(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}

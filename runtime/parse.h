@@ -20,5 +20,8 @@ int kiln__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, c
 
 /* A JSON value's type in words ("an object", "a real", ...), for messages. */
 const char *kiln__json_type(const json_t *v);
+/* 1 if s can be written between JSON quotes as it is (printable ASCII, no
+ * quote or backslash): then no escaping is needed. */
+int kiln__json_plain(const char *s);
 
 #endif

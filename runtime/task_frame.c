@@ -9,6 +9,7 @@
 #include "task_frame.h"
 
 #include "frame.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -50,18 +51,6 @@ kiln__wbuf_free(kiln__wbuf_t *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
-}
-
-/* s can be written between quotes as it is. */
-static int
-plain(const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return 0;
-    }
-    return 1;
 }
 
 static char *
@@ -166,7 +155,8 @@ kiln__task_frame(kiln__wbuf_t *b, const kiln__job_t *job, double soft, double ha
     if ((rc = kiln__wbuf_reserve(b, KILN__FRAME_HDR)) < 0)
         return rc;
     b->len += KILN__FRAME_HDR;
-    if (job->args_text && job->kwargs_text && plain(job->task) && plain(job->id))
+    if (job->args_text && job->kwargs_text && kiln__json_plain(job->task) &&
+        kiln__json_plain(job->id))
         rc = payload_text(b, job, soft, hard);
     else
         rc = payload_json(b, job, soft, hard);
