@@ -1158,7 +1158,7 @@ pool_create(kiln__super_t *s, const kiln__pool_cfg_t *cfg, int probe, kiln__pool
     p->probe = probe;
     if (probe)
         p->cfg.concurrency = 1;
-    p->slots = calloc(p->cfg.concurrency, sizeof(*p->slots));
+    p->slots = calloc(p->cfg.concurrency, sizeof(kiln__slot_t *));
     if (!p->slots) {
         free(p);
         snprintf(err, errlen, "out of memory");
@@ -1379,7 +1379,7 @@ kiln__super_init(kiln__super_t *s, uv_loop_t *loop, uint32_t maxslots, char *err
     s->loop = loop;
     s->maxslots = maxslots;
     s->uid_base = UID_BASE_DEFAULT;
-    s->slots = calloc(maxslots, sizeof(*s->slots));
+    s->slots = calloc(maxslots, sizeof(kiln__slot_t *));
     if (!s->slots) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -520,7 +520,7 @@ send_acks(kiln__worker_t *w, wjob_t *head, int count)
     size_t al[3 * ACK_CHUNK + 2];
     char k1[200], exp[32], rkeys[ACK_CHUNK][200];
     wjob_t *j;
-    int n = 0, nk, i = 0;
+    int n = 0, nk, i = 0, rc;
 
     key_inflight(w, k1, sizeof(k1));
     snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
@@ -540,15 +540,16 @@ send_acks(kiln__worker_t *w, wjob_t *head, int count)
         al[n] = strlen(av[n]);
         n++;
     }
-    if (script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, head, nk, n - nk, av, al) < 0) {
+    rc = script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, head, nk, n - nk, av, al);
+    for (j = head; j; j = j->ack_next) { /* the command holds its own copy */
+        free(j->ack_meta);
+        j->ack_meta = NULL;
+    }
+    if (rc < 0) {
         /* Cannot happen short of ENOMEM: the messages stay in flight in
          * Redis and return to their queue when this worker is gone. */
         kiln__log_warnx("cannot queue a batch of %d acks", count);
         acks_done(&w->broker, NULL, head);
-    }
-    for (j = head; j; j = j->ack_next) {
-        free(j->ack_meta);
-        j->ack_meta = NULL;
     }
 }
 
