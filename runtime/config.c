@@ -349,7 +349,7 @@ load_pool(loader_t *l, const char *key, const char *name, const json_t *o, kiln_
     const char *k;
     json_t *v;
     char sub[512];
-    json_int_t i;
+    json_int_t i = 0;
 
     memset(p, 0, sizeof(*p));
     if (check_name(l, key, "plugin", name, sizeof(p->plugin)) < 0 || get_object(l, key, o) < 0)
@@ -421,7 +421,7 @@ load_task(loader_t *l, const char *key, const char *name, const json_t *o, kiln_
     const char *k;
     json_t *v;
     char sub[512];
-    json_int_t i;
+    json_int_t i = 0;
 
     if (check_task_name(l, key, "the key", name) < 0 || get_object(l, key, o) < 0)
         return -EINVAL;
@@ -466,7 +466,7 @@ load_breaker(loader_t *l, const char *key, const char *name, const json_t *o,
     const char *k;
     json_t *v;
     char sub[512];
-    json_int_t i;
+    json_int_t i = 0;
 
     memset(b, 0, sizeof(*b));
     if (check_name(l, key, "breaker", name, sizeof(b->name)) < 0 || get_object(l, key, o) < 0)
@@ -700,7 +700,7 @@ load_top(loader_t *l, const json_t *root, kiln__config_t *c)
 {
     const char *k;
     json_t *v;
-    json_int_t i;
+    json_int_t i = 0;
     char g[96];
 
     if (!json_is_object(root)) {
@@ -862,8 +862,8 @@ kiln__config_load(kiln__config_t *c, const char *path, char *err, size_t errlen)
     int rc;
 
     rc = read_file(path, &buf, &n, err, errlen);
-    if (rc < 0)
-        return rc;
+    if (rc < 0 || !buf)
+        return rc < 0 ? rc : -EIO;
     if (strspn(buf, " \t\r\n") == n) {
         free(buf);
         snprintf(err, errlen, "%s: empty (a config file holds one JSON object, e.g. {})", path);
@@ -911,7 +911,7 @@ kiln__config_set_queues(kiln__config_t *c, const char *list, char *err, size_t e
             return -EINVAL;
         }
         if (queue_name_problem(a, (size_t)(b - a), err, errlen) < 0) {
-            if (b == a && *list)
+            if (b == a && list && *list)
                 snprintf(err, errlen, "queue list \"%s\" has an empty name (write Q1,Q2,...)",
                          list);
             else if (b == a)
