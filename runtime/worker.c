@@ -14,14 +14,17 @@
  * (BLMOVE key key: it returns when the list has something, without taking
  * it), so an idle worker costs Redis nothing and a new task starts within a
  * round trip or two.
+ *
+ * This file holds the worker's life, task outcomes (retries, poison, circuit
+ * breakers), dispatch into pools and housekeeping; worker_fetch.c fetches and
+ * waits, worker_finish.c writes results and every way a message leaves.
  */
-#include "worker.h"
-
 #include "broker.h"
 #include "celery.h"
 #include "log.h"
 #include "roots.h"
 #include "scripts.h"
+#include "worker_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,30 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_PREFIX      "kiln:"
-#define MAX_WAITERS     (KILN__MAX_QUEUES * 4)
-#define ETA_INTERVAL_MS 200
-#define PROGRESS_MIN_MS 100
-#define DEATHS_TTL      86400
-#define MAX_FETCH       256
-#define BREAKER_JITTER  0.1
-
-enum {
-    S_FETCH = 0,
-    S_ACK,
-    S_DEFER,
-    S_DEAD,
-    S_REQUEUE,
-    S_RECLAIM,
-    S_RECOVER,
-    S_ETA,
-    S_DEATH,
-    S_BREAKER_UPDATE,
-    S_BREAKER_PROBE,
-    S_ACK1,
-    S_COUNT
-};
-
 static const char *const script_text[S_COUNT] = {
     kiln__lua_fetch,          kiln__lua_ack,           kiln__lua_defer,
     kiln__lua_dead,           kiln__lua_requeue,       kiln__lua_reclaim,
@@ -63,156 +42,32 @@ static const char *const script_text[S_COUNT] = {
     kiln__lua_breaker_update, kiln__lua_breaker_probe, kiln__lua_ack1,
 };
 
-typedef struct wpool {
-    char plugin[64];
-    kiln__pool_t *pool;
-    int had_fast;   /* a task of this pool has run fast FAST_STREAK times in a row */
-    double fast_ms; /* running mean of its fast tasks' run times (ms ticks) */
-    unsigned ahead; /* messages held per child beyond the running one: ~HOLD_MS of work */
-    kiln__worker_t *w;
-    int closing; /* kiln__pool_close called */
-    int closed;  /* its close callback ran: the pool is gone */
-} wpool_t;
-
-typedef struct breaker {
-    char name[256];
-    kiln__breaker_conf_t conf;
-    char state[16]; /* closed, open, half_open */
-    double opened_at_ms;
-    long failures;
-    struct breaker *next;
-} breaker_t;
-
-typedef struct wjob {
-    kiln__job_t job; /* first: the pool hands us &job */
-    kiln__worker_t *w;
-    struct wjob *next, *prev;
-    char tag[128];
-    char *raw; /* the message as it came */
-    size_t rawlen;
-    char qkey[160];
-    kiln__task_msg_t msg;
-    int pool;
-    breaker_t *breaker;
-    int probe; /* holds the breaker's half-open probe */
-    uint64_t last_progress_ms;
-    int dispatched;
-    int busy;       /* a file open or breaker probe is under way for it */
-    char *ack_meta; /* batched ack waiting for the next flush */
-    struct wjob *ack_next;
-    int finishing;                  /* the outcome is on its way to Redis */
-    struct wjob *open_next;         /* file-opening work */
-    struct wjob *st_next, *st_prev; /* STARTED not yet written (track_started) */
-    int st_pending;
-    uint64_t st_ms; /* when it reached its child */
-    uv_work_t work;
-    kiln__roots_t *roots;
-    char open_err[1200];
-    int open_rc;
-} wjob_t;
-
-typedef struct waiter {
-    kiln__worker_t *w;
-    kiln__broker_t conn;
-    char key[160];
-    int outstanding;
-} waiter_t;
-
-struct kiln__worker {
-    uv_loop_t *loop;
-    kiln__config_t cfg;
-    kiln__redis_url_t broker_url, backend_url;
-    int same_backend;
-    kiln__broker_t broker;
-    kiln__broker_t backend; /* used only when !same_backend */
-    waiter_t waiters[MAX_WAITERS];
-    int nwaiters;
-    int armed; /* the last fetch found nothing: waiters wait */
-    char wid[160];
-    char host[128];
-    uint64_t seq;
-    char sha[S_COUNT][48];
-    wpool_t pools[KILN__MAX_POOLS];
-    int npools;
-    json_t *task_pool; /* task name -> pool index */
-    json_t *fast;      /* task name -> runs in a row under SLOW_MS */
-    wjob_t *jobs;      /* every message we hold */
-    wjob_t *spare;     /* freed jobs kept for reuse (SPARE_JOBS at most) */
-    unsigned nspare;
-    unsigned njobs;
-    unsigned predispatch; /* jobs held but not yet in a pool's queue */
-    int fetching;
-    unsigned fetch_n; /* messages the fetch under way asked for idle children */
-    int started;
-    int stopping; /* 1 warm, 2 cold */
-    int closed_conns;
-    int want_conns;
-    uv_timer_t hb_timer, eta_timer, recover_timer, grace_timer, hoard_timer;
-    breaker_t *breakers;
-    kiln__roots_t roots;
-    void (*done)(void *);
-    void *done_arg;
-    int done_called;
-    int pools_closed;
-    int unregistering;
-    int failed;        /* refused to run (e.g. an evicting Redis) */
-    uint64_t quiet_ms; /* do not report Redis as down during this start-up time */
-    wjob_t *ack_head, *ack_tail;
-    unsigned nacks;
-    uv_check_t ack_check;
-    uv_timer_t ack_timer;
-    wjob_t *st_head, *st_tail; /* running tasks whose STARTED is due */
-    uv_timer_t st_timer;
-};
-
-#define ACK_BATCH         256
-#define ACK_MIN           16 /* a batch this big goes out at once */
-#define ACK_CHUNK         64 /* acks per script call (3 arguments each, see script()) */
-#define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
-#define FAST_STREAK       32
-#define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
-#define AHEAD             32 /* messages held ahead per child of a fast pool (behind it or queued) */
-#define MAX_FAST_TASKS    64
-#define MAX_FAST_PATTERNS 16
-#define HOARD_CHECK_MS    5
-#define SPARE_JOBS        64   /* freed jobs kept for reuse */
-#define HOLD_MS           10.0 /* work held ahead per child of a fast pool, at most */
-/* STARTED is written once a task has run this long.  A task done sooner goes
- * straight to its final state: no poller could have told the difference, and
- * a fast pool saves two Redis writes per task. */
-#define STARTED_DELAY_MS 2
-
-static void maybe_fetch(kiln__worker_t *w);
-static void note_speed(kiln__worker_t *w, struct wpool *wp, const char *task, double ms);
-static void flush_acks(kiln__worker_t *w);
-static void maybe_done(kiln__worker_t *w);
-
 /* ---- small helpers ------------------------------------------------------- */
 
-static double
-now_epoch(void)
+double
+kiln__w_now_epoch(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static kiln__broker_t *
-result_conn(kiln__worker_t *w)
+kiln__broker_t *
+kiln__w_result_conn(kiln__worker_t *w)
 {
     return w->same_backend ? &w->broker : &w->backend;
 }
 
-static void
-key_inflight(const kiln__worker_t *w, char *a, size_t alen)
+void
+kiln__w_key_inflight(const kiln__worker_t *w, char *a, size_t alen)
 {
     snprintf(a, alen, KEY_PREFIX "inflight:%s", w->wid);
 }
 
 /* EVALSHA when the script is loaded, else EVAL.  argv: KEYS then ARGV. */
-static int
-script(kiln__worker_t *w, kiln__broker_t *b, int flags, int id, kiln__broker_cb cb, void *data,
-       int nkeys, int nargs, const char **av, const size_t *al)
+int
+kiln__w_script(kiln__worker_t *w, kiln__broker_t *b, int flags, int id, kiln__broker_cb cb,
+               void *data, int nkeys, int nargs, const char **av, const size_t *al)
 {
     const char *argv[300];
     size_t argl[300];
@@ -240,427 +95,6 @@ script(kiln__worker_t *w, kiln__broker_t *b, int flags, int id, kiln__broker_cb 
         argl[n++] = al ? al[i] : strlen(av[i]);
     }
     return kiln__broker_call(b, flags, cb, data, n, argv, argl);
-}
-
-/* ---- results ------------------------------------------------------------- */
-
-static char *
-meta_for(wjob_t *j, const char *status, const json_t *result)
-{
-    return kiln__celery_result(j->msg.id, status, result, NULL, &j->msg);
-}
-
-static void
-job_unlink(kiln__worker_t *w, wjob_t *j)
-{
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        w->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    w->njobs--;
-}
-
-/* Forget a pending STARTED: the task reached another state first. */
-static void
-started_cancel(wjob_t *j)
-{
-    kiln__worker_t *w = j->w;
-    if (!j->st_pending)
-        return;
-    if (j->st_prev)
-        j->st_prev->st_next = j->st_next;
-    else
-        w->st_head = j->st_next;
-    if (j->st_next)
-        j->st_next->st_prev = j->st_prev;
-    else
-        w->st_tail = j->st_prev;
-    j->st_next = j->st_prev = NULL;
-    j->st_pending = 0;
-}
-
-/* A zeroed job.  Jobs are a few KiB: glibc serves that size from its large
- * bins, consolidating its fast bins first, which cost ~3% of the
- * supervisor per task; a short list of spares avoids it. */
-static wjob_t *
-job_alloc(kiln__worker_t *w)
-{
-    wjob_t *j = w->spare;
-    if (!j)
-        return calloc(1, sizeof(*j));
-    w->spare = j->next;
-    w->nspare--;
-    memset(j, 0, sizeof(*j));
-    return j;
-}
-
-static void
-job_free(wjob_t *j)
-{
-    kiln__worker_t *w = j->w;
-    started_cancel(j);
-    kiln__celery_msg_free(&j->msg);
-    json_decref(j->job.args);
-    json_decref(j->job.kwargs);
-    json_decref(j->job.files);
-    free(j->raw);
-    if (w && w->nspare < SPARE_JOBS) {
-        j->next = w->spare;
-        w->spare = j;
-        w->nspare++;
-        return;
-    }
-    free(j);
-}
-
-/* The message has left our hands in Redis: forget it. */
-static void
-finished_cb(kiln__broker_t *b, redisReply *r, void *data)
-{
-    wjob_t *j = data;
-    kiln__worker_t *w = j->w;
-    if (r && r->type == REDIS_REPLY_ERROR)
-        kiln__log_warnx("task %s[%s]: Redis refused the final update: %s", j->msg.task, j->msg.id,
-                        r->str);
-    job_unlink(w, j);
-    job_free(j);
-    maybe_fetch(w);
-    maybe_done(w);
-}
-
-/* Run one of the finishing scripts: KEYS = inflight, `keys`, [result key];
- * ARGV = tag, `args`, [meta, expires].  Requeue has no result part. */
-static void
-finish_run(kiln__worker_t *w, wjob_t *j, int id, const char **keys, int nkeys, const char **args,
-           const size_t *argl, int nargs, const char *meta, const char *result_key)
-{
-    char k1[200], exp[32];
-    const char *av[16];
-    size_t al[16];
-    int n = 0, i, with_result = id != S_REQUEUE;
-
-    key_inflight(w, k1, sizeof(k1));
-    snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
-    av[n] = k1;
-    al[n++] = strlen(k1);
-    for (i = 0; i < nkeys; i++) {
-        av[n] = keys[i];
-        al[n++] = strlen(keys[i]);
-    }
-    if (with_result) {
-        av[n] = result_key ? result_key : "kiln:none";
-        al[n] = strlen(av[n]);
-        n++;
-    }
-    av[n] = j->tag;
-    al[n++] = strlen(j->tag);
-    for (i = 0; i < nargs; i++) {
-        av[n] = args[i];
-        al[n++] = argl[i];
-    }
-    if (with_result) {
-        av[n] = meta ? meta : "";
-        al[n++] = meta ? strlen(meta) : 0;
-        av[n] = exp;
-        al[n++] = strlen(exp);
-    }
-    j->finishing = 1;
-    if (script(w, &w->broker, KILN__CALL_DURABLE, id, finished_cb, j, 1 + nkeys + with_result,
-               n - 1 - nkeys - with_result, av, al) < 0)
-        kiln__log_warnx("task %s[%s]: cannot queue a Redis update", j->msg.task, j->msg.id);
-}
-
-/* Separate result backend: write the meta there first (durably), then run
- * the broker script without it. */
-typedef struct split {
-    kiln__worker_t *w;
-    wjob_t *j;
-    int id;
-    char *keys[2];
-    int nkeys;
-    char *args[2];
-    size_t argl[2];
-    int nargs;
-} split_t;
-
-static void
-split_cb(kiln__broker_t *b, redisReply *r, void *data)
-{
-    split_t *s = data;
-    int i;
-    finish_run(s->w, s->j, s->id, (const char **)s->keys, s->nkeys, (const char **)s->args, s->argl,
-               s->nargs, NULL, NULL);
-    for (i = 0; i < s->nkeys; i++)
-        free(s->keys[i]);
-    for (i = 0; i < s->nargs; i++)
-        free(s->args[i]);
-    free(s);
-}
-
-static void
-finish(kiln__worker_t *w, wjob_t *j, int id, const char **keys, int nkeys, const char **args,
-       const size_t *argl, int nargs, const char *meta)
-{
-    char rkey[256];
-
-    started_cancel(j);
-    snprintf(rkey, sizeof(rkey), "celery-task-meta-%s", j->msg.id);
-    if (!meta || !j->msg.id[0] || w->same_backend) {
-        finish_run(w, j, id, keys, nkeys, args, argl, nargs, j->msg.id[0] ? meta : NULL, rkey);
-        return;
-    }
-    {
-        split_t *s = calloc(1, sizeof(*s));
-        char exp[32];
-        int i;
-        if (!s)
-            return;
-        s->w = w;
-        s->j = j;
-        s->id = id;
-        s->nkeys = nkeys;
-        s->nargs = nargs;
-        for (i = 0; i < nkeys; i++)
-            s->keys[i] = strdup(keys[i]);
-        for (i = 0; i < nargs; i++) {
-            s->args[i] = malloc(argl[i] + 1);
-            memcpy(s->args[i], args[i], argl[i]);
-            s->args[i][argl[i]] = '\0';
-            s->argl[i] = argl[i];
-        }
-        snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
-        j->finishing = 1;
-        if (w->cfg.result_expires > 0)
-            kiln__broker_callf(&w->backend, KILN__CALL_DURABLE, NULL, NULL, "SET %s %s EX %s", rkey,
-                               meta, exp);
-        else
-            kiln__broker_callf(&w->backend, KILN__CALL_DURABLE, NULL, NULL, "SET %s %s", rkey,
-                               meta);
-        kiln__broker_callf(&w->backend, KILN__CALL_DURABLE, split_cb, s, "PUBLISH %s %s", rkey,
-                           meta);
-    }
-}
-
-/* A state update that finishes nothing (STARTED, PROGRESS). */
-static void
-write_state(kiln__worker_t *w, wjob_t *j, const char *status, const json_t *result)
-{
-    char rkey[256], exp[32];
-    char *meta;
-
-    started_cancel(j);
-    if (!j->msg.id[0])
-        return;
-    meta = meta_for(j, status, result);
-    if (!meta)
-        return;
-    snprintf(rkey, sizeof(rkey), "celery-task-meta-%s", j->msg.id);
-    snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
-    if (w->cfg.result_expires > 0)
-        kiln__broker_callf(result_conn(w), 0, NULL, NULL, "SET %s %s EX %s", rkey, meta, exp);
-    else
-        kiln__broker_callf(result_conn(w), 0, NULL, NULL, "SET %s %s", rkey, meta);
-    kiln__broker_callf(result_conn(w), 0, NULL, NULL, "PUBLISH %s %s", rkey, meta);
-    free(meta);
-}
-
-/* Acks are batched: every ack of one loop iteration goes to Redis as one
- * script call (flushed from a check handle, after I/O).  With a separate
- * result backend the result is written there first (two phases). */
-static void
-ack_with(kiln__worker_t *w, wjob_t *j, const char *status, const json_t *result)
-{
-    char *meta = meta_for(j, status, result);
-
-    started_cancel(j);
-    if (!w->same_backend && meta && j->msg.id[0]) {
-        finish(w, j, S_ACK1, NULL, 0, NULL, NULL, 0, meta);
-        free(meta);
-        return;
-    }
-    j->finishing = 1;
-    j->ack_meta = meta;
-    j->ack_next = NULL;
-    if (w->ack_tail)
-        w->ack_tail->ack_next = j;
-    else
-        w->ack_head = j;
-    w->ack_tail = j;
-    w->nacks++;
-    if (w->nacks >= ACK_BATCH)
-        flush_acks(w);
-}
-
-static void
-acks_done(kiln__broker_t *b, redisReply *r, void *data)
-{
-    wjob_t *j = data;
-    kiln__worker_t *w = j->w;
-
-    if (r && r->type == REDIS_REPLY_ERROR)
-        kiln__log_warnx("Redis refused a batch of acks: %s", r->str);
-    while (j) {
-        wjob_t *next = j->ack_next;
-        job_unlink(w, j);
-        job_free(j);
-        j = next;
-    }
-    maybe_fetch(w);
-    maybe_done(w);
-}
-
-/* One script call for up to ACK_CHUNK acks starting at `head` (a list cut
- * off after them).  Its callback frees the jobs. */
-static void
-send_acks(kiln__worker_t *w, wjob_t *head, int count)
-{
-    const char *av[3 * ACK_CHUNK + 2];
-    size_t al[3 * ACK_CHUNK + 2];
-    char k1[200], exp[32], rkeys[ACK_CHUNK][200];
-    wjob_t *j;
-    int n = 0, nk, i = 0, rc;
-
-    key_inflight(w, k1, sizeof(k1));
-    snprintf(exp, sizeof(exp), "%.0f", w->cfg.result_expires);
-    av[n] = k1;
-    al[n++] = strlen(k1);
-    for (j = head; j && i < count; j = j->ack_next) {
-        al[n] = (size_t)snprintf(rkeys[i], sizeof(rkeys[i]), "celery-task-meta-%s", j->msg.id);
-        av[n++] = rkeys[i++];
-    }
-    nk = n;
-    av[n] = exp;
-    al[n++] = strlen(exp);
-    for (j = head; j; j = j->ack_next) {
-        av[n] = j->tag;
-        al[n++] = strlen(j->tag);
-        av[n] = j->ack_meta && j->msg.id[0] ? j->ack_meta : "";
-        al[n] = strlen(av[n]);
-        n++;
-    }
-    rc = script(w, &w->broker, KILN__CALL_DURABLE, S_ACK, acks_done, head, nk, n - nk, av, al);
-    for (j = head; j; j = j->ack_next) { /* the command holds its own copy */
-        free(j->ack_meta);
-        j->ack_meta = NULL;
-    }
-    if (rc < 0) {
-        /* Cannot happen short of ENOMEM: the messages stay in flight in
-         * Redis and return to their queue when this worker is gone. */
-        kiln__log_warnx("cannot queue a batch of %d acks", count);
-        acks_done(&w->broker, NULL, head);
-    }
-}
-
-/* Send every pending ack, ACK_CHUNK per script call (a call's arguments
- * are bounded: see script()). */
-static void
-flush_acks(kiln__worker_t *w)
-{
-    uv_timer_stop(&w->ack_timer);
-    while (w->ack_head) {
-        wjob_t *head = w->ack_head, *last = head;
-        int count = 1;
-        while (last->ack_next && count < ACK_CHUNK) {
-            last = last->ack_next;
-            count++;
-        }
-        w->ack_head = last->ack_next;
-        last->ack_next = NULL;
-        w->nacks -= (unsigned)count;
-        send_acks(w, head, count);
-    }
-    w->ack_tail = NULL;
-    w->nacks = 0;
-}
-
-static void
-ack_timer_cb(uv_timer_t *t)
-{
-    flush_acks(t->data);
-}
-
-/* After each loop iteration: send a full batch of acks now, a small one
- * within ACK_DELAY_MS (more acks then share one script call). */
-static void
-ack_check_cb(uv_check_t *h)
-{
-    kiln__worker_t *w = h->data;
-    if (w->nacks >= ACK_MIN || (w->nacks && w->stopping))
-        flush_acks(w);
-    else if (w->nacks && !uv_is_active((uv_handle_t *)&w->ack_timer))
-        uv_timer_start(&w->ack_timer, ack_timer_cb, ACK_DELAY_MS, 0);
-}
-
-static void
-fail_with(kiln__worker_t *w, wjob_t *j, const char *exc_type, const char *message)
-{
-    json_t *exc = kiln__celery_exc(exc_type, message);
-    ack_with(w, j, "FAILURE", exc);
-    json_decref(exc);
-}
-
-static void
-requeue(kiln__worker_t *w, wjob_t *j)
-{
-    finish(w, j, S_REQUEUE, NULL, 0, NULL, NULL, 0, NULL);
-}
-
-/* Into the ETA set, due at `when` (epoch seconds), with an optional state. */
-static void
-defer(kiln__worker_t *w, wjob_t *j, const char *message, size_t mlen, double when, const char *meta)
-{
-    char score[48];
-    char *member;
-    size_t ql = strlen(j->qkey);
-    const char *keys[1] = {KEY_PREFIX "eta"};
-    const char *args[2];
-    size_t argl[2];
-
-    member = malloc(ql + 1 + mlen);
-    if (!member)
-        return;
-    memcpy(member, j->qkey, ql);
-    member[ql] = '\n';
-    memcpy(member + ql + 1, message, mlen);
-    snprintf(score, sizeof(score), "%.0f", when * 1000.0);
-    args[0] = member;
-    argl[0] = ql + 1 + mlen;
-    args[1] = score;
-    argl[1] = strlen(score);
-    finish(w, j, S_DEFER, keys, 1, args, argl, 2, meta);
-    free(member);
-}
-
-static void
-dead_letter(kiln__worker_t *w, wjob_t *j, const char *reason, json_t *deaths, const char *exc_type)
-{
-    json_t *entry =
-        json_pack("{s:s,s:s,s:s,s:s,s:f,s:o,s:s%}", "reason", reason, "queue", j->qkey, "task",
-                  j->msg.task, "id", j->msg.id, "time", now_epoch(), "deaths",
-                  deaths ? json_incref(deaths) : json_array(), "message", j->raw, j->rawlen);
-    char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-    const char *keys[1] = {KEY_PREFIX "dlq"};
-    const char *args[1];
-    size_t argl[1];
-    char *meta = NULL;
-
-    json_decref(entry);
-    if (!s)
-        return;
-    kiln__log_warnx("task %s[%s] dead-lettered: %s", j->msg.task[0] ? j->msg.task : "?",
-                    j->msg.id[0] ? j->msg.id : "?", reason);
-    if (exc_type && j->msg.id[0]) {
-        json_t *exc = kiln__celery_exc(exc_type, reason);
-        meta = meta_for(j, "FAILURE", exc);
-        json_decref(exc);
-    }
-    args[0] = s;
-    argl[0] = strlen(s);
-    finish(w, j, S_DEAD, keys, 1, args, argl, 1, meta);
-    free(meta);
-    free(s);
 }
 
 /* ---- breakers ------------------------------------------------------------- */
@@ -727,12 +161,13 @@ breaker_record(kiln__worker_t *w, wjob_t *j, int ok)
         return;
     snprintf(key, sizeof(key), KEY_PREFIX "breaker:%s", j->breaker->name);
     snprintf(thr, sizeof(thr), "%u", j->breaker->conf.failure_threshold);
-    snprintf(now, sizeof(now), "%.0f", now_epoch() * 1000.0);
+    snprintf(now, sizeof(now), "%.0f", kiln__w_now_epoch() * 1000.0);
     av[0] = key;
     av[1] = ok ? "1" : "0";
     av[2] = thr;
     av[3] = now;
-    script(w, &w->broker, 0, S_BREAKER_UPDATE, breaker_update_cb, j->breaker, 1, 3, av, NULL);
+    kiln__w_script(w, &w->broker, 0, S_BREAKER_UPDATE, breaker_update_cb, j->breaker, 1, 3, av,
+                   NULL);
 }
 
 /* ---- outcomes ------------------------------------------------------------- */
@@ -766,22 +201,23 @@ retry_or_fail(kiln__worker_t *w, wjob_t *j, double countdown, const char *exc_ty
         char m[1400];
         snprintf(m, sizeof(m), "%s (gave up after %ld retries: %s)", message, j->msg.retries,
                  exc_type);
-        fail_with(w, j, strcmp(exc_type, "Retry") == 0 ? "MaxRetriesExceededError" : exc_type, m);
+        kiln__w_fail_with(w, j,
+                          strcmp(exc_type, "Retry") == 0 ? "MaxRetriesExceededError" : exc_type, m);
         return;
     }
     if (countdown < 0)
         countdown = backoff(&tc, j->msg.retries);
-    next = kiln__celery_retry_message(&j->msg, now_epoch() + countdown);
+    next = kiln__celery_retry_message(&j->msg, kiln__w_now_epoch() + countdown);
     if (!next) {
-        fail_with(w, j, exc_type, message);
+        kiln__w_fail_with(w, j, exc_type, message);
         return;
     }
     exc = kiln__celery_exc(strcmp(exc_type, "Retry") == 0 ? "Retry" : exc_type, message);
-    meta = meta_for(j, "RETRY", exc);
+    meta = kiln__w_meta_for(j, "RETRY", exc);
     json_decref(exc);
     kiln__log(KILN__LOG_INFO, "task %s[%s] retry %ld in %.2f s: %s: %s", j->msg.task, j->msg.id,
               j->msg.retries + 1, countdown, exc_type, message);
-    defer(w, j, next, strlen(next), now_epoch() + countdown, meta);
+    kiln__w_defer(w, j, next, strlen(next), kiln__w_now_epoch() + countdown, meta);
     free(meta);
     free(next);
 }
@@ -814,10 +250,10 @@ death_cb(kiln__broker_t *b, redisReply *r, void *data)
         }
         snprintf(reason, sizeof(reason), "poison: killed its child %zu times; last: %s: %s", n,
                  d->type, d->message);
-        dead_letter(w, j, reason, deaths, d->type);
+        kiln__w_dead_letter(w, j, reason, deaths, d->type);
         json_decref(deaths);
     } else if (!tc.retry_on_death) {
-        fail_with(w, j, d->type, d->message);
+        kiln__w_fail_with(w, j, d->type, d->message);
     } else {
         retry_or_fail(w, j, -1, d->type, d->message);
     }
@@ -839,7 +275,7 @@ record_death(kiln__worker_t *w, wjob_t *j, const kiln__outcome_t *o)
     snprintf(d->type, sizeof(d->type), "%s", o->exc_type);
     snprintf(d->message, sizeof(d->message), "%s", o->exc_message);
     e = json_pack("{s:s,s:s,s:f,s:s}", "type", o->exc_type, "message", o->exc_message, "time",
-                  now_epoch(), "worker", w->wid);
+                  kiln__w_now_epoch(), "worker", w->wid);
     s = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
     snprintf(key, sizeof(key), KEY_PREFIX "deaths:%s", j->msg.id);
@@ -848,7 +284,7 @@ record_death(kiln__worker_t *w, wjob_t *j, const kiln__outcome_t *o)
     av[1] = s ? s : "{}";
     av[2] = ttl;
     j->finishing = 1;
-    script(w, &w->broker, KILN__CALL_DURABLE, S_DEATH, death_cb, d, 1, 2, av, NULL);
+    kiln__w_script(w, &w->broker, KILN__CALL_DURABLE, S_DEATH, death_cb, d, 1, 2, av, NULL);
     free(s);
 }
 
@@ -859,14 +295,14 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
     kiln__worker_t *w = j->w;
     wpool_t *wp = &w->pools[j->pool];
 
-    note_speed(w, wp, j->job.task, o->runtime * 1000.0);
+    kiln__w_note_speed(w, wp, j->job.task, o->runtime * 1000.0);
     if (o->shutdown && w->stopping) {
-        requeue(w, j);
+        kiln__w_requeue(w, j);
         return;
     }
     if (o->state == KILN__DONE_SUCCESS) {
         breaker_record(w, j, 1);
-        ack_with(w, j, "SUCCESS", o->result);
+        kiln__w_ack_with(w, j, "SUCCESS", o->result);
     } else if (o->state == KILN__DONE_RETRY) {
         breaker_record(w, j, 0);
         retry_or_fail(w, j, o->countdown, "Retry", o->exc_message);
@@ -876,7 +312,7 @@ on_done(kiln__job_t *job, const kiln__outcome_t *o)
         record_death(w, j, o);
     } else {
         breaker_record(w, j, 0);
-        fail_with(w, j, o->exc_type, o->exc_message);
+        kiln__w_fail_with(w, j, o->exc_type, o->exc_message);
     }
 }
 
@@ -889,7 +325,7 @@ started_timer_cb(uv_timer_t *t)
     uint64_t now = uv_now(w->loop);
 
     while (w->st_head && now - w->st_head->st_ms >= STARTED_DELAY_MS)
-        write_state(w, w->st_head, "STARTED", NULL); /* unlinks it */
+        kiln__w_write_state(w, w->st_head, "STARTED", NULL); /* unlinks it */
     if (w->st_head)
         uv_timer_start(t, started_timer_cb, w->st_head->st_ms + STARTED_DELAY_MS - now, 0);
 }
@@ -926,7 +362,7 @@ on_progress(kiln__job_t *job, double fraction, const char *message)
         return;
     j->last_progress_ms = now;
     info = json_pack("{s:f,s:s?}", "fraction", fraction, "message", message);
-    write_state(j->w, j, "PROGRESS", info);
+    kiln__w_write_state(j->w, j, "PROGRESS", info);
     json_decref(info);
 }
 
@@ -954,9 +390,9 @@ submit(kiln__worker_t *w, wjob_t *j)
     if (rc < 0) {
         j->dispatched = 0;
         if (w->stopping)
-            requeue(w, j);
+            kiln__w_requeue(w, j);
         else
-            fail_with(w, j, "WorkerLostError", "the pool refused the task");
+            kiln__w_fail_with(w, j, "WorkerLostError", "the pool refused the task");
         return;
     }
 }
@@ -1010,7 +446,7 @@ open_done(uv_work_t *req, int status)
             close(j->job.fds[i]);
         j->job.nfds = 0;
         w->predispatch--;
-        requeue(w, j);
+        kiln__w_requeue(w, j);
         return;
     }
     if (j->open_rc < 0 || status < 0) {
@@ -1019,7 +455,8 @@ open_done(uv_work_t *req, int status)
             close(j->job.fds[i]);
         j->job.nfds = 0;
         w->predispatch--;
-        fail_with(w, j, "PermissionError", j->open_err[0] ? j->open_err : "cannot open files");
+        kiln__w_fail_with(w, j, "PermissionError",
+                          j->open_err[0] ? j->open_err : "cannot open files");
         return;
     }
     submit(w, j);
@@ -1062,7 +499,7 @@ start_job(kiln__worker_t *w, wjob_t *j)
             return;
         j->busy = 0;
         w->predispatch--;
-        fail_with(w, j, "WorkerLostError", "cannot queue the file opening work");
+        kiln__w_fail_with(w, j, "WorkerLostError", "cannot queue the file opening work");
         return;
     }
     submit(w, j);
@@ -1082,31 +519,31 @@ probe_cb(kiln__broker_t *b, redisReply *r, void *data)
     j->busy = 0;
     if (!r || w->stopping) {
         w->predispatch--;
-        requeue(w, j);
+        kiln__w_requeue(w, j);
         return;
     }
     if (!granted) {
         double when = (j->breaker->opened_at_ms / 1000.0) + j->breaker->conf.reset_timeout;
-        if (when < now_epoch() + 0.05)
-            when = now_epoch() + j->breaker->conf.reset_timeout * BREAKER_JITTER + 0.05;
+        if (when < kiln__w_now_epoch() + 0.05)
+            when = kiln__w_now_epoch() + j->breaker->conf.reset_timeout * BREAKER_JITTER + 0.05;
         w->predispatch--;
-        defer(w, j, j->raw, j->rawlen, when, NULL);
+        kiln__w_defer(w, j, j->raw, j->rawlen, when, NULL);
         return;
     }
     j->probe = strcmp(j->breaker->state, "half_open") == 0;
     start_job(w, j);
 }
 
-static void
-take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
+void
+kiln__w_take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
 {
     const char *qkey = strchr(tag, '\t') ? strchr(tag, '\t') + 1 : "celery";
-    wjob_t *j = job_alloc(w);
+    wjob_t *j = kiln__w_job_alloc(w);
     char err[1024];
     const char *target;
     json_t *pi;
     int rc;
-    double now = now_epoch();
+    double now = kiln__w_now_epoch();
 
     if (!j)
         return;
@@ -1129,22 +566,23 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
 
     rc = kiln__celery_decode(raw, rawlen, w->cfg.max_message_bytes, &j->msg, err, sizeof(err));
     if (rc < 0) {
-        dead_letter(w, j, err, NULL, rc == -EMEDIUMTYPE ? "ContentDisallowed" : "DecodeError");
+        kiln__w_dead_letter(w, j, err, NULL,
+                            rc == -EMEDIUMTYPE ? "ContentDisallowed" : "DecodeError");
         return;
     }
     if (w->stopping) {
-        requeue(w, j);
+        kiln__w_requeue(w, j);
         return;
     }
     if (j->msg.expires > 0 && now > j->msg.expires) {
         json_t *exc = kiln__celery_exc("TaskRevokedError", "expired");
         kiln__log(KILN__LOG_INFO, "task %s[%s] expired; revoked", j->msg.task, j->msg.id);
-        ack_with(w, j, "REVOKED", exc);
+        kiln__w_ack_with(w, j, "REVOKED", exc);
         json_decref(exc);
         return;
     }
     if (j->msg.eta > now + 0.001) {
-        defer(w, j, raw, rawlen, j->msg.eta, NULL);
+        kiln__w_defer(w, j, raw, rawlen, j->msg.eta, NULL);
         return;
     }
     target = kiln__config_alias(&w->cfg, j->msg.task);
@@ -1155,15 +593,15 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
         char m[600];
         snprintf(m, sizeof(m), "no plugin serves task %s", j->msg.task);
         if (w->cfg.unknown_task_dlq) {
-            dead_letter(w, j, m, NULL, "NotRegistered");
+            kiln__w_dead_letter(w, j, m, NULL, "NotRegistered");
         } else {
             kiln__log_warnx("%s; returning it to %s in 5 s", m, j->qkey);
-            defer(w, j, raw, rawlen, now + 5.0, NULL);
+            kiln__w_defer(w, j, raw, rawlen, now + 5.0, NULL);
         }
         return;
     }
     if (check_files(j, err, sizeof(err)) < 0) {
-        fail_with(w, j, "ValueError", err);
+        kiln__w_fail_with(w, j, "ValueError", err);
         return;
     }
     j->pool = (int)json_integer_value(pi);
@@ -1195,226 +633,11 @@ take(kiln__worker_t *w, const char *tag, const char *raw, size_t rawlen)
         av[2] = now_ms;
         av[3] = reset;
         j->busy = 1;
-        if (script(w, &w->broker, 0, S_BREAKER_PROBE, probe_cb, j, 1, 3, av, NULL) < 0)
+        if (kiln__w_script(w, &w->broker, 0, S_BREAKER_PROBE, probe_cb, j, 1, 3, av, NULL) < 0)
             probe_cb(&w->broker, NULL, j);
         return;
     }
     start_job(w, j);
-}
-
-/* ---- fetching ------------------------------------------------------------- */
-
-/* Fetch-ahead.  A message is fetched for an idle child whatever it is.  A
- * few more per child are fetched ahead only while the next message in the
- * queue is a task known to be fast (its last FAST_STREAK runs each took under
- * SLOW_MS, loop jitter included): children of very fast tasks then need no Redis round trip
- * between tasks, and a slow task is never held while another worker could
- * run it.  Should a known-fast task turn slow, hoard_cb gives back within
- * HOARD_CHECK_MS whatever waits behind it. */
-static void
-note_speed(kiln__worker_t *w, wpool_t *wp, const char *task, double ms)
-{
-    json_t *v = json_object_get(w->fast, task);
-    json_int_t streak = ms < SLOW_MS ? json_integer_value(v) + 1 : 0;
-
-    if (strspn(task, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-") !=
-        strlen(task))
-        return; /* only names that need no JSON escaping can be matched */
-    if (!v && json_object_size(w->fast) >= MAX_FAST_TASKS)
-        return;
-    json_object_set_new(w->fast, task, json_integer(streak));
-    if (ms < SLOW_MS) {
-        /* Hold about HOLD_MS of work per child: 32 sub-millisecond tasks,
-         * one 10 ms task.  (Run times are whole loop milliseconds; their
-         * mean still tracks the true time.) */
-        double per, a;
-        wp->fast_ms = wp->fast_ms > 0 ? 0.95 * wp->fast_ms + 0.05 * ms : (ms > 0 ? ms : 0.05);
-        per = wp->fast_ms > 0.05 ? wp->fast_ms : 0.05;
-        a = HOLD_MS / per;
-        wp->ahead = a >= AHEAD ? AHEAD : a < 1 ? 1 : (unsigned)a;
-        kiln__pool_set_depth(wp->pool, (wp->ahead + 1) / 2);
-    }
-    if (streak >= FAST_STREAK)
-        wp->had_fast = 1;
-}
-
-/* Messages for idle children (*ahead: extra ones allowed for fast tasks,
- * 0 until at least half of that allowance is free, so that fetches ahead
- * come in batches rather than one message at a time). */
-static unsigned
-capacity(kiln__worker_t *w, unsigned *ahead)
-{
-    long idle_total = 0, allowed = 0, held = (long)w->predispatch, n, ahead_cap = 0;
-    int i;
-    for (i = 0; i < w->npools; i++) {
-        unsigned children, idle;
-        kiln__pool_counts(w->pools[i].pool, &children, &idle);
-        idle_total += (long)idle;
-        allowed += (long)idle + (w->pools[i].had_fast ? (long)children * w->pools[i].ahead : 0);
-        ahead_cap += w->pools[i].had_fast ? (long)children * w->pools[i].ahead : 0;
-        held +=
-            (long)kiln__pool_queued(w->pools[i].pool) + (long)kiln__pool_behind(w->pools[i].pool);
-    }
-    n = idle_total - held;
-    if (n < 0)
-        n = 0;
-    allowed -= held + n;
-    *ahead = allowed > 0 && (n > 0 || 2 * allowed >= ahead_cap) ? (unsigned)allowed : 0;
-    return (unsigned)n;
-}
-
-static void
-hoard_cb(uv_timer_t *t)
-{
-    kiln__worker_t *w = t->data;
-    int i, waiting = 0;
-
-    for (i = 0; i < w->npools; i++) {
-        wpool_t *wp = &w->pools[i];
-        kiln__job_t *job;
-        waiting += kiln__pool_queued(wp->pool) > 0;
-        if (!kiln__pool_queued(wp->pool) ||
-            kiln__pool_longest_running(wp->pool) < (uint64_t)SLOW_MS)
-            continue;
-        job = kiln__pool_unqueue(wp->pool);
-        while (job) {
-            wjob_t *j = (wjob_t *)job;
-            job = job->next;
-            j->dispatched = 0;
-            json_object_set_new(w->fast, j->job.task, json_integer(0)); /* not fast now */
-            requeue(w, j);
-        }
-    }
-    if (!waiting)
-        uv_timer_stop(t); /* restarted when a fetch leaves messages waiting */
-}
-
-static void arm_waiters(kiln__worker_t *w);
-
-static void
-fetch_cb(kiln__broker_t *b, redisReply *r, void *data)
-{
-    kiln__worker_t *w = data;
-    size_t i;
-
-    w->fetching = 0;
-    if (!r) /* connection dropped: on_ready reclaims what the script took */
-        return;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        if (r->type == REDIS_REPLY_ERROR)
-            kiln__log_warnx("fetch failed: %s", r->str);
-        return;
-    }
-    for (i = 0; i + 1 < r->elements; i += 2) {
-        if (r->element[i]->type != REDIS_REPLY_STRING ||
-            r->element[i + 1]->type != REDIS_REPLY_STRING)
-            continue;
-        take(w, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
-    }
-    for (i = 0; i < (size_t)w->npools; i++) {
-        if (kiln__pool_queued(w->pools[i].pool) && !uv_is_active((uv_handle_t *)&w->hoard_timer))
-            uv_timer_start(&w->hoard_timer, hoard_cb, HOARD_CHECK_MS, HOARD_CHECK_MS);
-    }
-    if (r->elements == 0 && w->fetch_n > 0) {
-        w->armed = 1; /* nothing even for an idle child: wait for the queues */
-        arm_waiters(w);
-    } else if (r->elements > 0) {
-        w->armed = 0;
-        maybe_fetch(w);
-    }
-}
-
-static void
-maybe_fetch(kiln__worker_t *w)
-{
-    char k1[200], nbuf[16], abuf[16], seq[32], pats[MAX_FAST_PATTERNS][300];
-    const char *av[1 + MAX_WAITERS + 3 + MAX_FAST_PATTERNS];
-    unsigned n, ahead;
-    int i, k = 0, np = 0;
-    const char *name;
-    json_t *v;
-
-    if (!w->started || w->stopping || w->fetching || !w->broker.ready)
-        return;
-    n = capacity(w, &ahead);
-    if (n > MAX_FETCH)
-        n = MAX_FETCH;
-    if (ahead > MAX_FETCH - n)
-        ahead = MAX_FETCH - n;
-    json_object_foreach(w->fast, name, v)
-    {
-        if (json_integer_value(v) >= FAST_STREAK && np < MAX_FAST_PATTERNS)
-            snprintf(pats[np++], sizeof(pats[0]), "\"task\": \"%s\"", name);
-    }
-    if (np == 0)
-        ahead = 0;
-    if (n == 0 && ahead == 0)
-        return;
-    /* Acks first: Redis then never sees more in flight than we hold. */
-    flush_acks(w);
-    key_inflight(w, k1, sizeof(k1));
-    av[k++] = k1;
-    for (i = 0; i < w->nwaiters; i++)
-        av[k++] = w->waiters[i].key;
-    snprintf(nbuf, sizeof(nbuf), "%u", n);
-    snprintf(abuf, sizeof(abuf), "%u", ahead);
-    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)w->seq);
-    w->seq += n + ahead;
-    av[k++] = nbuf;
-    av[k++] = abuf;
-    av[k++] = seq;
-    for (i = 0; i < np; i++)
-        av[k++] = pats[i];
-    w->fetching = 1;
-    w->fetch_n = n;
-    if (script(w, &w->broker, 0, S_FETCH, fetch_cb, w, 1 + w->nwaiters, 3 + np, av, NULL) < 0)
-        w->fetching = 0;
-}
-
-static void waiter_issue(waiter_t *wt);
-
-static void
-waiter_cb(kiln__broker_t *b, redisReply *r, void *data)
-{
-    waiter_t *wt = data;
-    kiln__worker_t *w = wt->w;
-    wt->outstanding = 0;
-    if (!r || w->stopping)
-        return;
-    if (r->type == REDIS_REPLY_STRING) {
-        w->armed = 0;
-        maybe_fetch(w);
-    } else if (w->armed) {
-        waiter_issue(wt);
-    }
-}
-
-static void
-waiter_issue(waiter_t *wt)
-{
-    if (wt->outstanding || !wt->conn.ready)
-        return;
-    if (kiln__broker_callf(&wt->conn, 0, waiter_cb, wt, "BLMOVE %s %s RIGHT RIGHT 2", wt->key,
-                           wt->key) == 0)
-        wt->outstanding = 1;
-}
-
-static void
-arm_waiters(kiln__worker_t *w)
-{
-    int i;
-    if (w->stopping)
-        return;
-    for (i = 0; i < w->nwaiters; i++)
-        waiter_issue(&w->waiters[i]);
-}
-
-static void
-waiter_ready(kiln__broker_t *b)
-{
-    waiter_t *wt = b->data;
-    if (wt->w->armed)
-        waiter_issue(wt);
 }
 
 /* ---- housekeeping --------------------------------------------------------- */
@@ -1438,7 +661,7 @@ heartbeat(kiln__worker_t *w)
     snprintf(hb, sizeof(hb), KEY_PREFIX "hb:%s", w->wid);
     snprintf(info, sizeof(info), KEY_PREFIX "worker:%s", w->wid);
     snprintf(ms, sizeof(ms), "%.0f", w->cfg.heartbeat * 1000.0);
-    snprintf(now, sizeof(now), "%.0f", now_epoch() * 1000.0);
+    snprintf(now, sizeof(now), "%.0f", kiln__w_now_epoch() * 1000.0);
     kiln__broker_callf(&w->broker, 0, NULL, NULL, "SET %s 1 PX %s", hb, ms);
     kiln__broker_callf(&w->broker, 0, NULL, NULL, "ZADD " KEY_PREFIX "workers %s %s", now, w->wid);
     kiln__broker_callf(&w->broker, 0, NULL, NULL,
@@ -1465,7 +688,7 @@ recover_cb(uv_timer_t *t)
     kiln__worker_t *w = t->data;
     const char *av[2] = {KEY_PREFIX "workers", KEY_PREFIX};
     if (w->broker.ready && !w->stopping)
-        script(w, &w->broker, 0, S_RECOVER, recover_done, w, 1, 1, av, NULL);
+        kiln__w_script(w, &w->broker, 0, S_RECOVER, recover_done, w, 1, 1, av, NULL);
 }
 
 static void
@@ -1476,11 +699,11 @@ eta_cb(uv_timer_t *t)
     const char *av[3];
     if (!w->broker.ready || w->stopping)
         return;
-    snprintf(now, sizeof(now), "%.0f", now_epoch() * 1000.0);
+    snprintf(now, sizeof(now), "%.0f", kiln__w_now_epoch() * 1000.0);
     av[0] = KEY_PREFIX "eta";
     av[1] = now;
     av[2] = "500";
-    script(w, &w->broker, 0, S_ETA, NULL, NULL, 1, 2, av, NULL);
+    kiln__w_script(w, &w->broker, 0, S_ETA, NULL, NULL, 1, 2, av, NULL);
 }
 
 static void
@@ -1499,7 +722,7 @@ reclaim_done(kiln__broker_t *b, redisReply *r, void *data)
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
         kiln__log_warnx("returned %lld message(s) whose fetch reply was lost to their queues",
                         r->integer);
-    maybe_fetch(w);
+    kiln__w_maybe_fetch(w);
 }
 
 static void
@@ -1548,11 +771,11 @@ broker_ready(kiln__broker_t *b)
     heartbeat(w);
     /* A fetch whose reply was lost left messages in our hash that we do not
      * know: put them back. */
-    key_inflight(w, k1, sizeof(k1));
+    kiln__w_key_inflight(w, k1, sizeof(k1));
     av[n++] = k1;
     for (j = w->jobs; j && n < 1 + 4096; j = j->next)
         av[n++] = j->tag;
-    script(w, b, 0, S_RECLAIM, reclaim_done, w, 1, n - 1, av, NULL);
+    kiln__w_script(w, b, 0, S_RECLAIM, reclaim_done, w, 1, n - 1, av, NULL);
 }
 
 static void
@@ -1659,7 +882,7 @@ conn_closed(kiln__broker_t *b)
 {
     kiln__worker_t *w = b->data;
     w->closed_conns++;
-    maybe_done(w);
+    kiln__w_maybe_done(w);
 }
 
 static void
@@ -1667,7 +890,7 @@ waiter_closed(kiln__broker_t *b)
 {
     waiter_t *wt = b->data;
     wt->w->closed_conns++;
-    maybe_done(wt->w);
+    kiln__w_maybe_done(wt->w);
 }
 
 void
@@ -1698,7 +921,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
         kiln__broker_open(&w->waiters[i].conn, w->loop, &w->broker_url, name);
         w->waiters[i].conn.quiet_until = uv_now(w->loop) + w->quiet_ms;
         w->waiters[i].conn.data = &w->waiters[i];
-        w->waiters[i].conn.on_ready = waiter_ready;
+        w->waiters[i].conn.on_ready = kiln__w_waiter_ready;
         w->waiters[i].conn.on_closed = waiter_closed;
         w->waiters[i].conn.on_refused = waiter_refused;
         w->want_conns++;
@@ -1709,7 +932,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
     w->ack_timer.data = w;
     uv_timer_init(w->loop, &w->st_timer);
     w->st_timer.data = w;
-    uv_check_start(&w->ack_check, ack_check_cb);
+    uv_check_start(&w->ack_check, kiln__w_ack_check_cb);
     uv_timer_init(w->loop, &w->hb_timer);
     uv_timer_init(w->loop, &w->eta_timer);
     uv_timer_init(w->loop, &w->recover_timer);
@@ -1727,7 +950,7 @@ kiln__worker_start(kiln__worker_t *w, void (*stopped)(void *arg), void *arg)
 void
 kiln__worker_kick(void *arg)
 {
-    maybe_fetch(arg);
+    kiln__w_maybe_fetch(arg);
 }
 
 void
@@ -1771,14 +994,14 @@ pool_closed(void *arg)
     wpool_t *wp = arg;
     wp->closed = 1;
     wp->w->pools_closed++;
-    maybe_done(wp->w);
+    kiln__w_maybe_done(wp->w);
 }
 
 /* Shutdown, in stages: hold nothing (every message acked or requeued, the
  * pools gone, Redis has confirmed every update), then unregister, then close
  * the connections, then tell the caller. */
-static void
-maybe_done(kiln__worker_t *w)
+void
+kiln__w_maybe_done(kiln__worker_t *w)
 {
     if (!w->stopping)
         return;
@@ -1851,7 +1074,7 @@ kiln__worker_shutdown(kiln__worker_t *w, int cold)
         next = j->next;
         if (!j->dispatched && !j->finishing && !j->busy && j->job.args) {
             w->predispatch--;
-            requeue(w, j);
+            kiln__w_requeue(w, j);
         }
     }
     for (i = 0; i < w->npools; i++) {
@@ -1867,7 +1090,7 @@ kiln__worker_shutdown(kiln__worker_t *w, int cold)
     }
     uv_timer_start(&w->grace_timer, giveup_cb,
                    (uint64_t)((cold ? 5.0 : w->cfg.shutdown_grace + 5.0) * 1000.0), 0);
-    maybe_done(w);
+    kiln__w_maybe_done(w);
 }
 
 void
