@@ -329,7 +329,8 @@ value(scan_t *s, int depth)
         }
         if (s->p - start < 64) {
             /* At most 15 digits before the point and no exponent: strtod
-             * cannot overflow, and rounds as jansson's does. */
+             * cannot overflow, and rounds as jansson's does.  kiln never
+             * calls setlocale(), so the decimal point is '.'. */
             char buf[64];
             memcpy(buf, start, (size_t)(s->p - start));
             buf[s->p - start] = '\0';
