@@ -460,20 +460,19 @@ kiln__celery_scan_value(const char *data, size_t len, size_t span[4])
     }
     span[0] = span[1] = span[2] = span[3] = 0;
     if (json_is_array(v) && json_array_size(v) >= 2) {
-        /* Where the first two items sit: [args, kwargs, ...]. */
+        /* Where the first two items sit: [args, kwargs, ...].  The text is
+         * known to be well formed: past '[' or ',', skip an item. */
+        int i;
         s.p = data;
         ws(&s);
-        s.p++;
-        ws(&s);
-        span[0] = (size_t)(s.p - data);
-        (void)skip(&s, 1);
-        span[1] = (size_t)(s.p - data) - span[0];
-        ws(&s);
-        s.p++;
-        ws(&s);
-        span[2] = (size_t)(s.p - data);
-        (void)skip(&s, 1);
-        span[3] = (size_t)(s.p - data) - span[2];
+        for (i = 0; i < 2; i++) {
+            s.p++;
+            ws(&s);
+            span[2 * i] = (size_t)(s.p - data);
+            (void)skip(&s, 1);
+            span[2 * i + 1] = (size_t)(s.p - data) - span[2 * i];
+            ws(&s);
+        }
     }
     return v;
 }

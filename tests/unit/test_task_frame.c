@@ -46,6 +46,16 @@ job_init(kiln__job_t *job, const char *task, const char *id, const char *args, c
     job->seq = 7;
 }
 
+/* Give the job its args and kwargs as text too (the message's bytes). */
+static void
+job_text(kiln__job_t *job, const char *args, const char *kwargs)
+{
+    job->args_text = args;
+    job->args_len = strlen(args);
+    job->kwargs_text = kwargs;
+    job->kwargs_len = strlen(kwargs);
+}
+
 static void
 job_clear(kiln__job_t *job)
 {
@@ -69,10 +79,7 @@ test_text_equals_json(void **state)
     job_init(&job, "hello.echo", "5f0c-id", args, kwargs);
     assert_int_equal(kiln__task_frame(&b, &job, 50, 60), 0); /* through jansson */
     second = b.len;
-    job.args_text = args;
-    job.args_len = strlen(args);
-    job.kwargs_text = kwargs;
-    job.kwargs_len = strlen(kwargs);
+    job_text(&job, args, kwargs);
     job.seq = 8;
     assert_int_equal(kiln__task_frame(&b, &job, 50, 60), 0); /* by hand */
     a = frame_at(&b, 0, 7);
@@ -106,10 +113,7 @@ test_fractional_limits_and_files(void **state)
 
     (void)state;
     job_init(&job, "image.thumbnail", "id-1", "[]", "{}");
-    job.args_text = "[]";
-    job.args_len = 2;
-    job.kwargs_text = "{}";
-    job.kwargs_len = 2;
+    job_text(&job, "[]", "{}");
     job.files = json_pack("[s,s]", "input", "output");
     assert_int_equal(kiln__task_frame(&b, &job, 0.1, 1e-3), 0);
     v = frame_at(&b, 0, 7);
@@ -131,10 +135,7 @@ test_escaped_names(void **state)
 
     (void)state;
     job_init(&job, "odd\"name\\x", "id\nline", "[1]", "{}");
-    job.args_text = "[1]";
-    job.args_len = 3;
-    job.kwargs_text = "{}";
-    job.kwargs_len = 2;
+    job_text(&job, "[1]", "{}");
     assert_int_equal(kiln__task_frame(&b, &job, 1, 2), 0);
     v = frame_at(&b, 0, 7);
     assert_string_equal(json_string_value(json_object_get(v, "task")), "odd\"name\\x");
