@@ -186,7 +186,10 @@ class WorkerTest(WorkerTestCase):
         self.assertEqual(msg["headers"]["id"], r.id)
         self.assertEqual(msg["headers"]["retries"], 2, "the third attempt was dead-lettered")
         self.assertEqual(c.llen("kiln:deaths:" + r.id), 3)
-        time.sleep(0.3)
+        # The FAILURE is published by the script that dead-lettered it; the
+        # subscriber may still be reading it.
+        wait_until(lambda: "FAILURE" in pubs.get(r.id, []), 10,
+                   lambda: "FAILURE published: %r" % (pubs.get(r.id),))
         self.assert_published(pubs[r.id], ["RETRY", "RETRY", "FAILURE"])
         self.assertEqual((c.llen("celery"), c.zcard("kiln:eta"), self.inflight(c)), (0, 0, {}))
         # the worker keeps serving
