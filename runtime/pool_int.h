@@ -100,22 +100,35 @@ struct kiln__pool {
 };
 
 /* pool.c */
+/* "200 MiB", "1.5 GiB": for messages. */
 const char *kiln__p_human_bytes(uint64_t b, char *buf, size_t len);
+/* "SIGKILL" for 9. */
 const char *kiln__p_signame(int sig);
+/* Report the job's outcome to its owner and release what the pool held. */
 void kiln__p_job_finish(kiln__slot_t *sl, kiln__job_t *job, kiln__outcome_t *o);
+/* The same for a failure of type/msg (`died`: the child died with it). */
 void kiln__p_job_fail(kiln__slot_t *sl, kiln__job_t *job, const char *type, const char *msg,
                       int died);
+/* The child broke the protocol: record why and kill it. */
 void kiln__p_slot_protocol_error(kiln__slot_t *sl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The slot's timer: load timeout or the running task's hard limit. */
 void kiln__p_slot_timer_cb(uv_timer_t *t);
+/* Ask the zygote for a new child in this slot. */
 void kiln__p_slot_spawn(kiln__slot_t *sl);
+/* Hand queued jobs to idle children (and behind busy ones, fast tasks). */
 void kiln__p_pool_dispatch(kiln__pool_t *p);
+/* A closing pool: idle children are told to quit; with none left, it closes. */
 void kiln__p_pool_maybe_closed(kiln__pool_t *p);
 
 /* pool_child.c */
+/* Poll the channel for `events` (UV_READABLE, UV_WRITABLE). */
 void kiln__p_conn_want(conn_t *c, int events);
+/* Write pending TASK frames.  0, or -errno if the child is gone. */
 int kiln__p_conn_flush(conn_t *c);
+/* A probe pool's child said HELLO (or died): report to the prober. */
 void kiln__p_probe_report(kiln__pool_t *p);
+/* Replies from the zygote: spawned, spawn failed, exited. */
 void kiln__p_zygote_cb(uv_poll_t *h, int status, int events);
 
 #endif

@@ -145,7 +145,7 @@ struct kiln__worker {
 
 #define ACK_BATCH         256
 #define ACK_MIN           16 /* a batch this big goes out at once */
-#define ACK_CHUNK         64 /* acks per script call (3 arguments each, see script()) */
+#define ACK_CHUNK         64 /* acks per script call (3 arguments each, see kiln__w_script()) */
 #define ACK_DELAY_MS      1  /* a smaller one waits at most this long */
 #define FAST_STREAK       32
 #define SLOW_MS           20.0 /* one run this long and a task is no longer fast */
