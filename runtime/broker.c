@@ -368,11 +368,13 @@ connect_cb(const redisAsyncContext *ac, int status)
 static void
 drop_durable(kiln__broker_t *b)
 {
-    while (b->durable_head) {
-        kiln__pending_t *p = b->durable_head;
-        durable_unlink(b, p);
+    kiln__pending_t *p = b->durable_head;
+    while (p) {
+        kiln__pending_t *next = p->next;
         pending_free(p);
+        p = next;
     }
+    b->durable_head = b->durable_tail = NULL;
 }
 
 static void

@@ -286,7 +286,7 @@ static int
 dlq_requeue_ids(kiln__cli_broker_t *b, char **ids, int nids)
 {
     json_t *found = json_array(); /* raw entries to requeue */
-    char *seen = calloc((size_t)nids, 1);
+    char *seen = calloc(nids > 0 ? (size_t)nids : 1, 1);
     long long start = 0;
     size_t i;
     int k, rc = KILN__EXIT_OK, done = 0;

@@ -180,7 +180,7 @@ collect_inflight(status_t *st, const char *wid, size_t wlen, json_t *w)
         freeReplyObject(tags);
         return 0;
     }
-    qsort(tags->element, tags->elements, sizeof(tags->element[0]), cmp_tags);
+    qsort(tags->element, tags->elements, sizeof(redisReply *), cmp_tags);
     n = tags->elements < MAX_SHOWN_TASKS ? tags->elements : MAX_SHOWN_TASKS;
     argv[0] = "HMGET";
     argl[0] = 5;

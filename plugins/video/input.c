@@ -185,7 +185,7 @@ video__input_open(video_input_t *in, kiln_ctx_t *ctx, const video_limits_t *lim,
      * frame above max_pixels. */
     nb = in->fmt->nb_streams;
     if (nb > 0) {
-        opts = av_calloc(nb, sizeof(*opts));
+        opts = av_calloc(nb, sizeof(AVDictionary *));
         if (!opts)
             return video__fail(e, VIDEO_ERROR, "%s: out of memory", in->label);
         for (i = 0; i < nb; i++) {
